@@ -1,0 +1,344 @@
+-- autora_audit 0.1: schema, ledger relations, roles and the SQL surface.
+-- The C library (shared_preload_libraries = 'autora_audit') does the work:
+-- capture triggers, hashing, sealing, verification and the guards.
+
+\echo Use "CREATE EXTENSION autora_audit" to load this file. \quit
+
+-- Refuse to install unless the library was preloaded: without it the guards
+-- that make the ledger append-only are not in every backend.
+CREATE FUNCTION autora._require_preload() RETURNS void
+    AS 'MODULE_PATHNAME', 'autora_require_preload' LANGUAGE C STRICT;
+SELECT autora._require_preload();
+DROP FUNCTION autora._require_preload();
+
+-- Extension roles (cluster-wide, so only created when absent).
+DO $roles$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['autora_admin', 'autora_auditor', 'autora_support', 'autora_trusted']
+    LOOP
+        IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', r);
+        END IF;
+    END LOOP;
+END
+$roles$;
+
+GRANT USAGE ON SCHEMA autora TO PUBLIC;
+
+------------------------------------------------------------------------------
+-- Configuration: tenants and actor roles
+------------------------------------------------------------------------------
+CREATE TABLE autora.tenants (
+    tenant_id  text PRIMARY KEY CHECK (tenant_id <> ''),
+    group_id   text,
+    name       text,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+SELECT pg_catalog.pg_extension_config_dump('autora.tenants', '');
+
+CREATE TABLE autora.actor_roles (
+    role     text PRIMARY KEY,
+    scope    text NOT NULL CHECK (scope IN ('tenant', 'group', 'platform')),
+    sees_pii boolean NOT NULL DEFAULT false
+);
+INSERT INTO autora.actor_roles (role, scope, sees_pii) VALUES
+    ('platform_owner', 'platform', true),
+    ('group_admin',    'group',    true),
+    ('dealer_admin',   'tenant',   true),
+    ('sales',          'tenant',   true),
+    ('marketing',      'tenant',   false),
+    ('support',        'tenant',   false);
+SELECT pg_catalog.pg_extension_config_dump('autora.actor_roles', '');
+
+-- Per-tenant entry numbering: one sequence per chain, non-transactional so
+-- that writers of one tenant never wait for each other.  The platform chain
+-- (entries without a tenant) has its own.
+CREATE SEQUENCE autora.ledger_id_seq AS bigint;
+CREATE SEQUENCE autora.ledger_block_id_seq AS bigint;
+CREATE SEQUENCE autora.chain_seq_platform AS bigint;
+
+------------------------------------------------------------------------------
+-- The ledger.  Only the capture path and the sealer write these relations,
+-- directly through the heap; SQL writes are refused by the library's guards.
+-- The byte encoding hashed for each entry is documented in docs/ledger-format.md.
+------------------------------------------------------------------------------
+CREATE TABLE autora.ledger (
+    id               bigint      NOT NULL,
+    format           smallint    NOT NULL,
+    tenant_id        text,
+    seq              bigint      NOT NULL,
+    xid              bigint      NOT NULL,
+    ts               timestamptz NOT NULL,
+    stmt_ts          timestamptz NOT NULL,
+    table_schema     text,
+    table_name       text,
+    op               text        NOT NULL,
+    pk               jsonb,
+    before           jsonb,
+    after            jsonb,
+    changed          text[],
+    actor_id         text,
+    actor_role       text,
+    db_session_user  text        NOT NULL,
+    db_current_user  text        NOT NULL,
+    client_addr      inet,
+    application_name text,
+    user_agent       text,
+    endpoint         text,
+    method           text,
+    request_id       text,
+    support_session  bigint,
+    event            text,
+    entity_type      text,
+    entity_id        text,
+    metadata         jsonb,
+    hash             bytea       NOT NULL,
+    CONSTRAINT ledger_pkey PRIMARY KEY (id)
+);
+-- The sealer finds new entries by transaction id (see src/chain.c).
+CREATE INDEX ledger_xid_idx ON autora.ledger (xid);
+SELECT pg_catalog.pg_extension_config_dump('autora.ledger', '');
+
+CREATE TABLE autora.ledger_blocks (
+    block_id     bigint      NOT NULL,
+    tenant_id    text,
+    block_no     bigint      NOT NULL,
+    sealed_at    timestamptz NOT NULL,
+    entry_count  integer     NOT NULL,
+    first_entry  bigint      NOT NULL,
+    last_entry   bigint      NOT NULL,
+    entry_ids    bigint[]    NOT NULL,
+    entry_hashes bytea       NOT NULL,
+    merkle_root  bytea       NOT NULL,
+    prev_hash    bytea       NOT NULL,
+    block_hash   bytea       NOT NULL,
+    seal_xmin    bigint      NOT NULL,
+    seal_xmax    bigint      NOT NULL,
+    seal_xip     bigint[]    NOT NULL,
+    CONSTRAINT ledger_blocks_pkey PRIMARY KEY (block_id),
+    CONSTRAINT ledger_blocks_chain_key UNIQUE NULLS NOT DISTINCT (tenant_id, block_no)
+);
+SELECT pg_catalog.pg_extension_config_dump('autora.ledger_blocks', '');
+
+------------------------------------------------------------------------------
+-- Registry of protected tables and schemas
+------------------------------------------------------------------------------
+CREATE TABLE autora.protected (
+    relid           regclass PRIMARY KEY,
+    tenant_column   name     NOT NULL,
+    pii_columns     name[]   NOT NULL DEFAULT '{}',
+    exclude_columns name[]   NOT NULL DEFAULT '{}',
+    protected_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    protected_by    text     NOT NULL DEFAULT CURRENT_USER
+);
+SELECT pg_catalog.pg_extension_config_dump('autora.protected', '');
+
+CREATE TABLE autora.protected_schemas (
+    schema_name   name PRIMARY KEY,
+    tenant_column name NOT NULL
+);
+SELECT pg_catalog.pg_extension_config_dump('autora.protected_schemas', '');
+
+------------------------------------------------------------------------------
+-- Session context (src/context.c)
+------------------------------------------------------------------------------
+CREATE FUNCTION autora.set_context_trusted(tenant text, actor text, role text,
+                                           extra jsonb DEFAULT '{}',
+                                           is_local boolean DEFAULT true)
+RETURNS jsonb AS 'MODULE_PATHNAME', 'autora_set_context_trusted'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION autora.clear_context() RETURNS void
+AS 'MODULE_PATHNAME', 'autora_clear_context' LANGUAGE C VOLATILE;
+
+CREATE FUNCTION autora.tenant() RETURNS text
+AS 'MODULE_PATHNAME', 'autora_tenant' LANGUAGE C STABLE PARALLEL SAFE;
+CREATE FUNCTION autora.actor() RETURNS text
+AS 'MODULE_PATHNAME', 'autora_actor' LANGUAGE C STABLE PARALLEL SAFE;
+CREATE FUNCTION autora.actor_role() RETURNS text
+AS 'MODULE_PATHNAME', 'autora_actor_role' LANGUAGE C STABLE PARALLEL SAFE;
+CREATE FUNCTION autora.context() RETURNS jsonb
+AS 'MODULE_PATHNAME', 'autora_context' LANGUAGE C STABLE PARALLEL SAFE;
+
+------------------------------------------------------------------------------
+-- Tenants
+------------------------------------------------------------------------------
+-- Name of a tenant's chain sequence (a digest, as tenant ids are free text).
+CREATE FUNCTION autora._chain_seq_name(tenant text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN 'chain_seq_' || pg_catalog.substr(pg_catalog.encode(
+           pg_catalog.sha256(pg_catalog.convert_to(tenant, 'UTF8')), 'hex'), 1, 32);
+
+CREATE FUNCTION autora.add_tenant(tenant_id text, group_id text DEFAULT NULL,
+                                  name text DEFAULT NULL)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, autora, pg_temp AS $$
+BEGIN
+    IF tenant_id IS NULL OR tenant_id = '' THEN
+        RAISE EXCEPTION 'tenant id must not be empty'
+            USING ERRCODE = '22023', HINT = 'Pass the store id, e.g. autora.add_tenant(''101'', ''north'', ''Main St Motors'').';
+    END IF;
+    INSERT INTO autora.tenants AS t (tenant_id, group_id, name)
+    VALUES (add_tenant.tenant_id, add_tenant.group_id, add_tenant.name)
+    ON CONFLICT ON CONSTRAINT tenants_pkey DO UPDATE
+        SET group_id = EXCLUDED.group_id, name = EXCLUDED.name;
+    IF to_regclass(format('autora.%I', autora._chain_seq_name(add_tenant.tenant_id))) IS NULL THEN
+        EXECUTE format('CREATE SEQUENCE autora.%I AS bigint',
+                       autora._chain_seq_name(add_tenant.tenant_id));
+    END IF;
+END
+$$;
+
+------------------------------------------------------------------------------
+-- Capture (src/capture.c) and protection (src/protect.c)
+------------------------------------------------------------------------------
+CREATE FUNCTION autora.capture_row() RETURNS trigger
+AS 'MODULE_PATHNAME', 'autora_capture_row' LANGUAGE C;
+CREATE FUNCTION autora.capture_truncate() RETURNS trigger
+AS 'MODULE_PATHNAME', 'autora_capture_truncate' LANGUAGE C;
+CREATE FUNCTION autora.stamp_tenant() RETURNS trigger
+AS 'MODULE_PATHNAME', 'autora_stamp_tenant' LANGUAGE C;
+
+CREATE FUNCTION autora.protect(tbl regclass, tenant_column name DEFAULT NULL,
+                               pii_columns name[] DEFAULT '{}',
+                               exclude_columns name[] DEFAULT '{}')
+RETURNS void AS 'MODULE_PATHNAME', 'autora_protect'
+LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, autora, pg_temp;
+
+CREATE FUNCTION autora.unprotect(tbl regclass, reason text)
+RETURNS void AS 'MODULE_PATHNAME', 'autora_unprotect'
+LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, autora, pg_temp;
+
+CREATE FUNCTION autora.protect_schema(schema name, tenant_column name DEFAULT NULL)
+RETURNS integer LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, autora, pg_temp AS $$
+DECLARE
+    col name := coalesce(tenant_column, current_setting('autora.tenant_column')::name);
+    rel regclass;
+    n integer := 0;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_namespace WHERE nspname = schema) THEN
+        RAISE EXCEPTION 'schema "%" does not exist', schema
+            USING ERRCODE = '3F000', HINT = 'Create the schema first, or check the spelling.';
+    END IF;
+    INSERT INTO autora.protected_schemas AS p VALUES (schema, col)
+    ON CONFLICT (schema_name) DO UPDATE SET tenant_column = EXCLUDED.tenant_column;
+    FOR rel IN
+        SELECT c.oid::regclass
+          FROM pg_class c
+          JOIN pg_namespace n ON n.oid = c.relnamespace
+          JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = col AND NOT a.attisdropped
+         WHERE n.nspname = schema AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+         ORDER BY c.oid
+    LOOP
+        PERFORM autora.protect(rel, col);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+
+-- Protects tables created later in a schema registered with protect_schema.
+CREATE FUNCTION autora._protect_new_tables() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, autora, pg_temp AS $$
+DECLARE
+    cmd record;
+    col name;
+BEGIN
+    FOR cmd IN SELECT * FROM pg_event_trigger_ddl_commands()
+               WHERE command_tag IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO')
+                 AND object_type = 'table'
+    LOOP
+        SELECT p.tenant_column INTO col
+          FROM autora.protected_schemas p
+         WHERE p.schema_name = cmd.schema_name;
+        CONTINUE WHEN col IS NULL;
+        CONTINUE WHEN NOT EXISTS (SELECT FROM pg_attribute
+                                   WHERE attrelid = cmd.objid AND attname = col AND NOT attisdropped);
+        CONTINUE WHEN (SELECT relispartition FROM pg_class WHERE oid = cmd.objid);
+        PERFORM autora.protect(cmd.objid::regclass, col);
+    END LOOP;
+END
+$$;
+CREATE EVENT TRIGGER autora_protect_new_tables ON ddl_command_end
+    WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO')
+    EXECUTE FUNCTION autora._protect_new_tables();
+
+CREATE VIEW autora.protected_tables AS
+SELECT p.relid,
+       n.nspname AS table_schema,
+       c.relname AS table_name,
+       p.tenant_column,
+       p.pii_columns,
+       p.exclude_columns,
+       c.relrowsecurity AS rls_enabled,
+       c.relforcerowsecurity AS rls_forced,
+       EXISTS (SELECT FROM pg_trigger t
+                WHERE t.tgrelid = c.oid AND t.tgenabled = 'A'
+                  AND t.tgfoid = 'autora.capture_row()'::regprocedure) AS capture_enabled,
+       p.protected_at,
+       p.protected_by
+  FROM autora.protected p
+  JOIN pg_class c ON c.oid = p.relid
+  JOIN pg_namespace n ON n.oid = c.relnamespace;
+
+------------------------------------------------------------------------------
+-- Events, sealing, verification (src/ledger.c, src/chain.c, src/verify.c)
+------------------------------------------------------------------------------
+CREATE FUNCTION autora.log_event(event text, entity_type text DEFAULT NULL,
+                                 entity_id text DEFAULT NULL,
+                                 metadata jsonb DEFAULT '{}')
+RETURNS bigint AS 'MODULE_PATHNAME', 'autora_log_event' LANGUAGE C VOLATILE;
+
+CREATE FUNCTION autora.seal() RETURNS bigint
+AS 'MODULE_PATHNAME', 'autora_seal' LANGUAGE C VOLATILE;
+
+CREATE FUNCTION autora.verify(tenant text DEFAULT NULL)
+RETURNS TABLE (tenant_id text, entries bigint, sealed bigint, blocks bigint,
+               ok boolean, first_bad_entry bigint, detail text)
+AS 'MODULE_PATHNAME', 'autora_verify' LANGUAGE C STABLE;
+
+CREATE VIEW autora.chain_status AS
+SELECT v.tenant_id, v.entries, v.sealed, v.entries - v.sealed AS pending, v.blocks,
+       b.block_no AS head_block, b.block_hash AS head_hash, b.sealed_at AS last_sealed_at,
+       v.ok, v.first_bad_entry, v.detail
+  FROM autora.verify() v
+  LEFT JOIN LATERAL (SELECT lb.block_no, lb.block_hash, lb.sealed_at
+                       FROM autora.ledger_blocks lb
+                      WHERE lb.tenant_id IS NOT DISTINCT FROM v.tenant_id
+                      ORDER BY lb.block_no DESC LIMIT 1) b ON true;
+
+------------------------------------------------------------------------------
+-- Privileges
+------------------------------------------------------------------------------
+REVOKE ALL ON ALL TABLES IN SCHEMA autora FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA autora FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA autora FROM PUBLIC;
+
+-- Readers and the context setters are for everyone: the readers run inside
+-- every policy, and set_context_trusted checks autora_trusted membership itself.
+GRANT EXECUTE ON FUNCTION autora.tenant(), autora.actor(), autora.actor_role(),
+                          autora.context(), autora.clear_context(),
+                          autora.set_context_trusted(text, text, text, jsonb, boolean),
+                          autora.log_event(text, text, text, jsonb),
+                          autora._chain_seq_name(text)
+      TO PUBLIC;
+GRANT EXECUTE ON FUNCTION autora.capture_row(), autora.capture_truncate(),
+                          autora.stamp_tenant()
+      TO PUBLIC;
+GRANT SELECT ON autora.tenants, autora.actor_roles TO PUBLIC;
+
+GRANT EXECUTE ON FUNCTION autora.protect(regclass, name, name[], name[]),
+                          autora.unprotect(regclass, text),
+                          autora.protect_schema(name, name),
+                          autora.add_tenant(text, text, text),
+                          autora.seal()
+      TO autora_admin;
+GRANT SELECT ON autora.protected, autora.protected_schemas, autora.protected_tables
+      TO autora_admin, autora_auditor;
+
+GRANT SELECT ON autora.ledger, autora.ledger_blocks, autora.chain_status TO autora_auditor;
+GRANT EXECUTE ON FUNCTION autora.verify(text), autora.seal() TO autora_auditor;

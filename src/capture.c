@@ -1,0 +1,519 @@
+/*-------------------------------------------------------------------------
+ * capture.c
+ *	  Trigger functions attached by autora.protect(), and log_event():
+ *	  turning a row change into a ledger record.
+ *
+ *	  stamp_tenant      BEFORE INSERT OR UPDATE, row:  fill / check the tenant
+ *	  capture_row       AFTER INSERT OR UPDATE OR DELETE, row: one entry
+ *	  capture_truncate  BEFORE TRUNCATE, statement: refuse, or one entry
+ *	                    per tenant with its row count
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/heapam.h"
+#include "access/tableam.h"
+#include "catalog/pg_inherits.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/hsearch.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/numeric.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "autora_audit.h"
+#include "context.h"
+#include "ledger.h"
+#include "relinfo.h"
+
+/* --- row to jsonb --------------------------------------------------------- */
+
+static void
+PushString(JsonbParseState **state, JsonbIteratorToken seq, const char *s)
+{
+	JsonbValue	v;
+
+	v.type = jbvString;
+	v.val.string.val = (char *) s;
+	v.val.string.len = strlen(s);
+	pushJsonbValue(state, seq, &v);
+}
+
+static void
+PushJsonb(JsonbParseState **state, Jsonb *jb)
+{
+	JsonbValue	v;
+
+	v.type = jbvBinary;
+	v.val.binary.data = &jb->root;
+	v.val.binary.len = VARSIZE(jb) - VARHDRSZ;
+	pushJsonbValue(state, WJB_VALUE, &v);
+}
+
+static void
+PushNumeric(JsonbParseState **state, Numeric n)
+{
+	JsonbValue	v;
+
+	v.type = jbvNumeric;
+	v.val.numeric = n;
+	pushJsonbValue(state, WJB_VALUE, &v);
+}
+
+/* A column value as to_jsonb() would render it (timestamps in UTC). */
+static void
+PushColumnValue(JsonbParseState **state, CapturedColumn *col, Datum value, bool isnull)
+{
+	JsonbValue	v;
+	char	   *text;
+
+	if (isnull)
+	{
+		v.type = jbvNull;
+		pushJsonbValue(state, WJB_VALUE, &v);
+		return;
+	}
+	switch (col->kind)
+	{
+		case COLJSON_BOOL:
+			v.type = jbvBool;
+			v.val.boolean = DatumGetBool(value);
+			pushJsonbValue(state, WJB_VALUE, &v);
+			return;
+		case COLJSON_INTEGER:
+			PushNumeric(state, int64_to_numeric(col->typid == INT2OID ? DatumGetInt16(value) :
+												col->typid == INT4OID ? DatumGetInt32(value) :
+												DatumGetInt64(value)));
+			return;
+		case COLJSON_NUMERIC:
+			{
+				Numeric		n = DatumGetNumeric(value);
+
+				if (!numeric_is_nan(n) && !numeric_is_inf(n))
+				{
+					PushNumeric(state, n);
+					return;
+				}
+				break;
+			}
+		case COLJSON_FLOAT:
+			{
+				double		d = col->typid == FLOAT4OID ? DatumGetFloat4(value) : DatumGetFloat8(value);
+
+				if (!isnan(d) && !isinf(d))
+				{
+					text = OutputFunctionCall(&col->output, value);
+					PushNumeric(state, DatumGetNumeric(DirectFunctionCall3(numeric_in,
+																		   CStringGetDatum(text),
+																		   ObjectIdGetDatum(InvalidOid),
+																		   Int32GetDatum(-1))));
+					return;
+				}
+				break;
+			}
+		case COLJSON_DATETIME:
+			{
+				int			utc = 0;
+
+				/* in UTC; a palloc'd buffer, as the jsonb is built from pointers later */
+				PushString(state, WJB_VALUE, JsonEncodeDateTime(NULL, value, col->typid, &utc));
+				return;
+			}
+		case COLJSON_JSON:
+			text = OutputFunctionCall(&col->output, value);
+			PushJsonb(state, DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text))));
+			return;
+		case COLJSON_JSONB:
+			PushJsonb(state, DatumGetJsonbP(value));
+			return;
+		case COLJSON_GENERIC:
+			PushJsonb(state, DatumGetJsonbP(FunctionCall1(&col->to_jsonb, value)));
+			return;
+		case COLJSON_STRING:
+			break;
+	}
+	PushString(state, WJB_VALUE, OutputFunctionCall(&col->output, value));
+}
+
+/* jsonb object of the given columns (indexes into info->columns) of a row. */
+static Jsonb *
+RowToJsonb(RelInfo *info, const int *cols, int ncols, Datum *values, bool *nulls)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue *res;
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	for (int i = 0; i < ncols; i++)
+	{
+		CapturedColumn *col = &info->columns[cols ? cols[i] : i];
+		int			att = col->attnum - 1;
+
+		PushString(&state, WJB_KEY, col->name);
+		PushColumnValue(&state, col, values[att], nulls[att]);
+	}
+	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	return JsonbValueToJsonb(res);
+}
+
+static char *
+TenantOfRow(RelInfo *info, Datum *values, bool *nulls)
+{
+	int			att = info->tenant_attnum - 1;
+
+	if (nulls[att])
+		return NULL;
+	return OutputFunctionCall(&info->tenant_output, values[att]);
+}
+
+/* Names of captured columns whose value differs between two row versions. */
+static ArrayType *
+ChangedColumns(RelInfo *info, Datum *oldv, bool *oldn, Datum *newv, bool *newn)
+{
+	Datum	   *names = palloc(sizeof(Datum) * Max(info->ncolumns, 1));
+	int			n = 0;
+
+	for (int i = 0; i < info->ncolumns; i++)
+	{
+		CapturedColumn *col = &info->columns[i];
+		int			att = col->attnum - 1;
+		bool		same;
+
+		if (oldn[att] || newn[att])
+			same = oldn[att] && newn[att];
+		else
+			same = datum_image_eq(oldv[att], newv[att], col->typbyval, col->typlen);
+		if (!same)
+			names[n++] = CStringGetTextDatum(col->name);
+	}
+	if (n == 0)
+		return NULL;
+	return construct_array(names, n, TEXTOID, -1, false, TYPALIGN_INT);
+}
+
+static void
+RequireTrigger(FunctionCallInfo fcinfo, const char *funcname)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("%s: not called by trigger manager", funcname),
+				 errhint("Attach it with autora.protect() rather than calling it directly.")));
+}
+
+/* --- capture_row ---------------------------------------------------------- */
+
+PG_FUNCTION_INFO_V1(autora_capture_row);
+Datum
+autora_capture_row(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata;
+	TriggerEvent event;
+	TupleDesc	desc;
+	RelInfo    *info;
+	LedgerRecord rec = {0};
+	HeapTuple	oldtup = NULL;
+	HeapTuple	newtup = NULL;
+	Datum	   *oldv = NULL,
+			   *newv = NULL;
+	bool	   *oldn = NULL,
+			   *newn = NULL;
+
+	RequireTrigger(fcinfo, "capture_row");
+	trigdata = (TriggerData *) fcinfo->context;
+	event = trigdata->tg_event;
+	if (!TRIGGER_FIRED_AFTER(event) || !TRIGGER_FIRED_FOR_ROW(event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("capture_row: must be fired AFTER ... FOR EACH ROW")));
+
+	desc = RelationGetDescr(trigdata->tg_relation);
+	info = RelInfoGet(trigdata->tg_relation, trigdata->tg_trigger);
+
+	if (TRIGGER_FIRED_BY_INSERT(event))
+	{
+		newtup = trigdata->tg_trigtuple;
+		rec.op = "INSERT";
+	}
+	else if (TRIGGER_FIRED_BY_UPDATE(event))
+	{
+		oldtup = trigdata->tg_trigtuple;
+		newtup = trigdata->tg_newtuple;
+		rec.op = "UPDATE";
+	}
+	else if (TRIGGER_FIRED_BY_DELETE(event))
+	{
+		oldtup = trigdata->tg_trigtuple;
+		rec.op = "DELETE";
+	}
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("capture_row: must be fired for INSERT, UPDATE or DELETE")));
+
+	if (oldtup)
+	{
+		oldv = palloc(sizeof(Datum) * desc->natts);
+		oldn = palloc(sizeof(bool) * desc->natts);
+		heap_deform_tuple(oldtup, desc, oldv, oldn);
+	}
+	if (newtup)
+	{
+		newv = palloc(sizeof(Datum) * desc->natts);
+		newn = palloc(sizeof(bool) * desc->natts);
+		heap_deform_tuple(newtup, desc, newv, newn);
+	}
+
+	if (oldtup && newtup)
+	{
+		rec.changed = ChangedColumns(info, oldv, oldn, newv, newn);
+		if (rec.changed == NULL && autora_skip_noop_updates)
+			return PointerGetDatum(NULL);
+		if (rec.changed == NULL)
+			rec.changed = construct_empty_array(TEXTOID);
+	}
+
+	rec.table_schema = info->schema;
+	rec.table_name = info->name;
+	rec.tenant_id = newtup ? TenantOfRow(info, newv, newn) : TenantOfRow(info, oldv, oldn);
+	if (info->npk > 0)
+		rec.pk = newtup ? RowToJsonb(info, info->pk, info->npk, newv, newn)
+			: RowToJsonb(info, info->pk, info->npk, oldv, oldn);
+	if (oldtup)
+		rec.before = RowToJsonb(info, NULL, info->ncolumns, oldv, oldn);
+	if (newtup)
+		rec.after = RowToJsonb(info, NULL, info->ncolumns, newv, newn);
+
+	(void) LedgerAppend(&rec);
+	return PointerGetDatum(NULL);
+}
+
+/* --- stamp_tenant --------------------------------------------------------- */
+
+PG_FUNCTION_INFO_V1(autora_stamp_tenant);
+Datum
+autora_stamp_tenant(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata;
+	TriggerEvent event;
+	Relation	rel;
+	RelInfo    *info;
+	const AutoraContext *ctx = ContextCurrent();
+	HeapTuple	tuple;
+	bool		isnull;
+	Datum		value;
+	int			attnum;
+
+	RequireTrigger(fcinfo, "stamp_tenant");
+	trigdata = (TriggerData *) fcinfo->context;
+	event = trigdata->tg_event;
+	if (!TRIGGER_FIRED_BEFORE(event) || !TRIGGER_FIRED_FOR_ROW(event) ||
+		!(TRIGGER_FIRED_BY_INSERT(event) || TRIGGER_FIRED_BY_UPDATE(event)))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("stamp_tenant: must be fired BEFORE INSERT OR UPDATE ... FOR EACH ROW")));
+
+	rel = trigdata->tg_relation;
+	info = RelInfoGet(rel, trigdata->tg_trigger);
+	attnum = info->tenant_attnum;
+	tuple = TRIGGER_FIRED_BY_INSERT(event) ? trigdata->tg_trigtuple : trigdata->tg_newtuple;
+	value = heap_getattr(tuple, attnum, RelationGetDescr(rel), &isnull);
+
+	if (TRIGGER_FIRED_BY_UPDATE(event))
+	{
+		bool		oldnull;
+		Datum		old = heap_getattr(trigdata->tg_trigtuple, attnum, RelationGetDescr(rel), &oldnull);
+
+		if (oldnull != isnull ||
+			(!isnull && strcmp(OutputFunctionCall(&info->tenant_output, old),
+							   OutputFunctionCall(&info->tenant_output, value)) != 0))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("cannot move a row of \"%s\" to another tenant", info->name),
+					 errdetail("The tenant column \"%s\" of a protected table cannot be changed.",
+							   get_attname(RelationGetRelid(rel), attnum, false)),
+					 errhint("Delete the row in one tenant's context and insert it in the other's.")));
+	}
+	else if (isnull)
+	{
+		bool		replnull = false;
+		int			cols[1];
+
+		if (!ctx->present || ctx->tenant == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_AUTORA_NO_CONTEXT),
+					 errmsg("no tenant to stamp on the new row of \"%s\"", info->name),
+					 errdetail(ctx->present ? "The session context has platform scope and no tenant."
+							   : "No autora session context is set."),
+					 errhint("Call autora.set_context(token) for the store first, or give the tenant column a value.")));
+		value = InputFunctionCall(&info->tenant_input, ctx->tenant,
+								  info->tenant_ioparam, info->tenant_typmod);
+		cols[0] = attnum;
+		tuple = heap_modify_tuple_by_cols(tuple, RelationGetDescr(rel), 1, cols, &value, &replnull);
+		return PointerGetDatum(tuple);
+	}
+
+	if (!isnull && ctx->present && ctx->tenant != NULL &&
+		strcmp(OutputFunctionCall(&info->tenant_output, value), ctx->tenant) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("row of \"%s\" does not belong to the context tenant", info->name),
+				 errdetail("Rows may only be written for the tenant of the session context."),
+				 errhint("Leave the tenant column empty to have it filled from the context.")));
+	return PointerGetDatum(tuple);
+}
+
+/* --- capture_truncate ----------------------------------------------------- */
+
+typedef struct TenantCount
+{
+	char		tenant[NAMEDATALEN * 2];
+	int64		rows;
+} TenantCount;
+
+/* Rows per tenant, read straight from the heap: RLS must not hide any. */
+static void
+CountRowsPerTenant(Oid relid, AttrNumber tenant_attnum, FmgrInfo *out, HTAB *counts)
+{
+	List	   *rels = find_all_inheritors(relid, AccessShareLock, NULL);
+	ListCell   *lc;
+
+	foreach(lc, rels)
+	{
+		Relation	rel = table_open(lfirst_oid(lc), AccessShareLock);
+		TableScanDesc scan;
+		TupleTableSlot *slot;
+		AttrNumber	attnum;
+
+		if (!RELKIND_HAS_STORAGE(rel->rd_rel->relkind))
+		{
+			table_close(rel, AccessShareLock);
+			continue;
+		}
+		/* a partition's tenant column may sit at another position */
+		attnum = get_attnum(RelationGetRelid(rel),
+							get_attname(relid, tenant_attnum, false));
+		slot = table_slot_create(rel, NULL);
+		scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
+		while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+		{
+			bool		isnull;
+			Datum		v = slot_getattr(slot, attnum, &isnull);
+			char	   *tenant = isnull ? "" : OutputFunctionCall(out, v);
+			TenantCount *tc;
+			bool		found;
+
+			tc = hash_search(counts, tenant, HASH_ENTER, &found);
+			if (!found)
+				tc->rows = 0;
+			tc->rows++;
+		}
+		table_endscan(scan);
+		ExecDropSingleTupleTableSlot(slot);
+		table_close(rel, AccessShareLock);
+	}
+}
+
+static int
+CompareTenantCounts(const void *a, const void *b)
+{
+	return strcmp(((const TenantCount *) a)->tenant, ((const TenantCount *) b)->tenant);
+}
+
+PG_FUNCTION_INFO_V1(autora_capture_truncate);
+Datum
+autora_capture_truncate(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata;
+	RelInfo    *info;
+	HTAB	   *counts;
+	HASHCTL		ctl;
+	HASH_SEQ_STATUS status;
+	TenantCount *tc;
+	TenantCount *sorted;
+	long		n = 0;
+
+	RequireTrigger(fcinfo, "capture_truncate");
+	trigdata = (TriggerData *) fcinfo->context;
+	if (!TRIGGER_FIRED_BEFORE(trigdata->tg_event) || !TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("capture_truncate: must be fired BEFORE TRUNCATE")));
+
+	info = RelInfoGet(trigdata->tg_relation, trigdata->tg_trigger);
+	if (!autora_allow_truncate)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("TRUNCATE of protected table \"%s\" is not allowed", info->name),
+				 errdetail("TRUNCATE ignores row level security and would remove every tenant's rows."),
+				 errhint("DELETE the rows in each tenant's context, or have a superuser set autora.allow_truncate = on.")));
+
+	ctl.keysize = sizeof(tc->tenant);
+	ctl.entrysize = sizeof(TenantCount);
+	ctl.hcxt = CurrentMemoryContext;
+	counts = hash_create("autora truncate counts", 16, &ctl,
+						 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	CountRowsPerTenant(RelationGetRelid(trigdata->tg_relation), info->tenant_attnum,
+					   &info->tenant_output, counts);
+
+	/* one entry per tenant, in tenant order so the outcome is deterministic */
+	sorted = palloc(sizeof(TenantCount) * Max(hash_get_num_entries(counts), 1));
+	hash_seq_init(&status, counts);
+	while ((tc = hash_seq_search(&status)) != NULL)
+		sorted[n++] = *tc;
+	qsort(sorted, n, sizeof(TenantCount), CompareTenantCounts);
+	for (long i = 0; i < n; i++)
+	{
+		LedgerRecord rec = {0};
+		JsonbParseState *state = NULL;
+
+		pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+		PushString(&state, WJB_KEY, "rows");
+		PushNumeric(&state, int64_to_numeric(sorted[i].rows));
+		rec.metadata = JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
+		rec.tenant_id = sorted[i].tenant[0] ? sorted[i].tenant : NULL;
+		rec.table_schema = info->schema;
+		rec.table_name = info->name;
+		rec.op = "TRUNCATE";
+		(void) LedgerAppend(&rec);
+	}
+	return PointerGetDatum(NULL);
+}
+
+/* --- log_event ------------------------------------------------------------ */
+
+PG_FUNCTION_INFO_V1(autora_log_event);
+Datum
+autora_log_event(PG_FUNCTION_ARGS)
+{
+	const AutoraContext *ctx = ContextCurrent();
+	LedgerRecord rec = {0};
+
+	if (PG_ARGISNULL(0) || VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(0)) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("event name must not be empty"),
+				 errhint("Name the event, e.g. autora.log_event('login').")));
+	if (!ctx->present)
+		ereport(ERROR,
+				(errcode(ERRCODE_AUTORA_NO_CONTEXT),
+				 errmsg("no autora session context"),
+				 errdetail("An event is recorded for the actor and tenant of the session context."),
+				 errhint("Call autora.set_context(token) first.")));
+
+	rec.tenant_id = ctx->tenant;
+	rec.op = "EVENT";
+	rec.event = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	rec.entity_type = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	rec.entity_id = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
+	rec.metadata = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3);
+	PG_RETURN_INT64(LedgerAppend(&rec));
+}

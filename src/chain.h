@@ -1,0 +1,27 @@
+/*-------------------------------------------------------------------------
+ * chain.h
+ *	  Sealing committed entries into per-tenant, hash-chained blocks.
+ *-------------------------------------------------------------------------
+ */
+#ifndef AUTORA_CHAIN_H
+#define AUTORA_CHAIN_H
+
+/*
+ * A seal round's view of which transactions had finished, in 64-bit xids:
+ * like pg_snapshot, xid is in progress if >= xmax or listed in xip.
+ */
+typedef struct SealHorizon
+{
+	bool		valid;			/* false: no round yet, everything is new */
+	uint64		xmin;
+	uint64		xmax;
+	int			nxip;
+	uint64	   *xip;
+} SealHorizon;
+
+extern bool HorizonInProgress(const SealHorizon *h, uint64 xid);
+
+/* Seals every committed, unsealed entry; returns how many. */
+extern int64 SealPending(void);
+
+#endif							/* AUTORA_CHAIN_H */

@@ -1,0 +1,441 @@
+/*-------------------------------------------------------------------------
+ * context.c
+ *	  The session context, held in GUCs that only this module may set.
+ *
+ * The whole context is one JSON value in the hidden GUC autora.context;
+ * autora.tenant_id, autora.actor_id and autora.actor_role mirror it for
+ * current_setting().  All four are set together at one nesting level, so
+ * the GUC machinery gives us transaction scope, SAVEPOINT / ROLLBACK TO and
+ * abort restore, DISCARD ALL / RESET ALL clearing and parallel-worker
+ * propagation, and never a mixed context.  A check hook refuses every value
+ * that does not come from set_context*: SET, set_config(), ALTER ROLE SET,
+ * function SET clauses and connection options all fail.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/parallel.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/inet.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+
+#include "autora_audit.h"
+#include "context.h"
+
+/* GUC storage; the value of autora.context is the authoritative one */
+static char *context_json = NULL;
+static char *context_tenant_guc = NULL;
+static char *context_actor_guc = NULL;
+static char *context_role_guc = NULL;
+
+/* raised only around our own set_config_option calls */
+static bool context_setting_in_progress = false;
+
+/* parsed form of context_json, rebuilt when the GUC changes */
+static uint64 context_generation = 1;
+static uint64 parsed_generation = 0;
+static AutoraContext parsed_context;
+static MemoryContext ContextMemory = NULL;
+
+/* keys an application may add through the extra argument / token claims */
+static const char *const extra_keys[] = {"email", "ip", "ua", "endpoint", "method", "req"};
+
+static bool
+ContextGucCheck(char **newval, void **extra, GucSource source)
+{
+	if (context_setting_in_progress || InitializingParallelWorker ||
+		source == PGC_S_DEFAULT)
+		return true;
+
+	GUC_check_errcode(ERRCODE_INSUFFICIENT_PRIVILEGE);
+	GUC_check_errmsg("the autora session context cannot be changed with SET");
+	GUC_check_errdetail("The context is set only by autora.set_context() or autora.set_context_trusted().");
+	GUC_check_errhint("Call autora.set_context(token) at the start of each transaction, or autora.clear_context() to end it.");
+	return false;
+}
+
+static void
+ContextJsonAssign(const char *newval, void *extra)
+{
+	context_generation++;
+}
+
+static void
+DefineContextVariable(const char *name, const char *desc, char **var,
+					  GucStringAssignHook assign, int extra_flags)
+{
+	DefineCustomStringVariable(name, desc,
+							   "Read-only: set by autora.set_context() or autora.set_context_trusted().",
+							   var, "",
+							   PGC_SUSET,
+							   GUC_NOT_IN_SAMPLE | GUC_DISALLOW_IN_FILE | extra_flags,
+							   ContextGucCheck, assign, NULL);
+}
+
+void
+ContextDefineConfiguration(void)
+{
+	DefineContextVariable("autora.tenant_id", "Tenant (store) of the session context.",
+						  &context_tenant_guc, NULL, 0);
+	DefineContextVariable("autora.actor_id", "Actor (application user) of the session context.",
+						  &context_actor_guc, NULL, 0);
+	DefineContextVariable("autora.actor_role", "Actor role of the session context.",
+						  &context_role_guc, NULL, 0);
+	DefineContextVariable("autora.context", "The whole session context, as JSON.",
+						  &context_json, ContextJsonAssign, GUC_NO_SHOW_ALL);
+}
+
+/* String value of a top-level key of a jsonb object, or NULL. */
+static char *
+JsonbGetString(Jsonb *jb, const char *key)
+{
+	JsonbValue	k;
+	JsonbValue *v;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	v = findJsonbValueFromContainer(&jb->root, JB_FOBJECT, &k);
+	if (v == NULL || v->type == jbvNull)
+		return NULL;
+	if (v->type == jbvString)
+		return pnstrdup(v->val.string.val, v->val.string.len);
+	if (v->type == jbvNumeric)
+		return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+	return NULL;
+}
+
+const AutoraContext *
+ContextCurrent(void)
+{
+	MemoryContext old;
+	Jsonb	   *jb;
+	char	   *support;
+
+	if (parsed_generation == context_generation)
+		return &parsed_context;
+
+	if (ContextMemory == NULL)
+		ContextMemory = AllocSetContextCreate(TopMemoryContext, "autora context",
+											  ALLOCSET_SMALL_SIZES);
+	MemoryContextReset(ContextMemory);
+	memset(&parsed_context, 0, sizeof(parsed_context));
+
+	if (context_json != NULL && context_json[0] != '\0')
+	{
+		old = MemoryContextSwitchTo(ContextMemory);
+		jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(context_json)));
+		parsed_context.present = true;
+		parsed_context.tenant = JsonbGetString(jb, "tenant");
+		parsed_context.actor = JsonbGetString(jb, "sub");
+		parsed_context.role = JsonbGetString(jb, "role");
+		parsed_context.scope = JsonbGetString(jb, "scope");
+		parsed_context.group = JsonbGetString(jb, "group");
+		parsed_context.email = JsonbGetString(jb, "email");
+		parsed_context.ip = JsonbGetString(jb, "ip");
+		parsed_context.user_agent = JsonbGetString(jb, "ua");
+		parsed_context.endpoint = JsonbGetString(jb, "endpoint");
+		parsed_context.method = JsonbGetString(jb, "method");
+		parsed_context.request_id = JsonbGetString(jb, "req");
+		support = JsonbGetString(jb, "support_session");
+		if (support != NULL)
+		{
+			parsed_context.has_support_session = true;
+			parsed_context.support_session = pg_strtoint64(support);
+		}
+		MemoryContextSwitchTo(old);
+	}
+	parsed_generation = context_generation;
+	return &parsed_context;
+}
+
+/*
+ * Installs a context: the four GUCs at one nesting level.  json is NULL to
+ * clear.  is_local gives transaction scope (SET LOCAL semantics).
+ */
+static void
+ContextInstall(const char *json, const char *tenant, const char *actor,
+			   const char *role, bool is_local)
+{
+	GucAction	action = is_local ? GUC_ACTION_LOCAL : GUC_ACTION_SET;
+
+	context_setting_in_progress = true;
+	PG_TRY();
+	{
+		/* the caller's privileges do not matter: the check hook decides */
+		(void) set_config_option("autora.context", json ? json : "", PGC_SUSET,
+								 PGC_S_SESSION, action, true, 0, false);
+		(void) set_config_option("autora.tenant_id", tenant ? tenant : "", PGC_SUSET,
+								 PGC_S_SESSION, action, true, 0, false);
+		(void) set_config_option("autora.actor_id", actor ? actor : "", PGC_SUSET,
+								 PGC_S_SESSION, action, true, 0, false);
+		(void) set_config_option("autora.actor_role", role ? role : "", PGC_SUSET,
+								 PGC_S_SESSION, action, true, 0, false);
+	}
+	PG_FINALLY();
+	{
+		context_setting_in_progress = false;
+	}
+	PG_END_TRY();
+}
+
+/* One-row, one-column text lookup through SPI; NULL when no row. */
+static char *
+LookupText(const char *query, const char *arg, bool *found)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1];
+	char	   *result = NULL;
+	int			ret;
+
+	args[0] = CStringGetTextDatum(arg);
+	ret = SPI_execute_with_args(query, 1, argtypes, args, NULL, true, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "autora: lookup failed: %s", SPI_result_code_string(ret));
+	*found = SPI_processed > 0;
+	if (*found)
+	{
+		char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+		if (v != NULL)
+			result = MemoryContextStrdup(TopTransactionContext, v);
+	}
+	return result;
+}
+
+static void
+PushKeyString(JsonbParseState **state, const char *key, const char *value)
+{
+	JsonbValue	k;
+	JsonbValue	v;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	pushJsonbValue(state, WJB_KEY, &k);
+	if (value == NULL)
+		v.type = jbvNull;
+	else
+	{
+		v.type = jbvString;
+		v.val.string.val = (char *) value;
+		v.val.string.len = strlen(value);
+	}
+	pushJsonbValue(state, WJB_VALUE, &v);
+}
+
+/*
+ * Validates the claims and installs the context.  Shared by the token path
+ * and the trusted path; returns the context as jsonb.
+ */
+static Jsonb *
+ContextEstablish(const char *tenant, const char *actor, const char *role,
+				 Jsonb *extra, const char *via, bool is_local)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue *res;
+	Jsonb	   *context;
+	char	   *scope;
+	char	   *group = NULL;
+	char	   *json;
+	bool		found;
+	int			i;
+
+	if (actor == NULL || actor[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_AUTORA_UNKNOWN),
+				 errmsg("the session context needs an actor"),
+				 errhint("Pass the application user id as the actor (the token's \"sub\" claim).")));
+	if (role == NULL || role[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_AUTORA_UNKNOWN),
+				 errmsg("the session context needs an actor role"),
+				 errhint("Pass one of the roles listed in autora.actor_roles.")));
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "autora: SPI_connect failed");
+
+	scope = LookupText("SELECT scope FROM autora.actor_roles WHERE role = $1", role, &found);
+	if (!found)
+		ereport(ERROR,
+				(errcode(ERRCODE_AUTORA_UNKNOWN),
+				 errmsg("unknown actor role \"%s\"", role),
+				 errhint("Use a role listed in autora.actor_roles.")));
+
+	if (tenant != NULL && tenant[0] != '\0')
+	{
+		group = LookupText("SELECT group_id FROM autora.tenants WHERE tenant_id = $1", tenant, &found);
+		if (!found)
+			ereport(ERROR,
+					(errcode(ERRCODE_AUTORA_UNKNOWN),
+					 errmsg("unknown tenant \"%s\"", tenant),
+					 errhint("Register the store with autora.add_tenant() first.")));
+	}
+	else if (strcmp(scope, "platform") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_AUTORA_UNKNOWN),
+				 errmsg("actor role \"%s\" needs a tenant", role),
+				 errdetail("Only roles with platform scope may act without a tenant."),
+				 errhint("Pass the store id as the tenant.")));
+	else
+		tenant = NULL;
+
+	SPI_finish();
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	PushKeyString(&state, "tenant", tenant);
+	PushKeyString(&state, "sub", actor);
+	PushKeyString(&state, "role", role);
+	PushKeyString(&state, "scope", scope);
+	PushKeyString(&state, "group", group);
+	PushKeyString(&state, "via", via);
+
+	if (extra != NULL)
+	{
+		if (!JB_ROOT_IS_OBJECT(extra) || JB_ROOT_IS_SCALAR(extra))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("context extra must be a JSON object"),
+					 errhint("Pass e.g. '{\"ip\": \"203.0.113.7\", \"ua\": \"Mozilla/5.0\"}'.")));
+		for (i = 0; i < lengthof(extra_keys); i++)
+		{
+			char	   *value = JsonbGetString(extra, extra_keys[i]);
+
+			if (value == NULL)
+				continue;
+			if (strcmp(extra_keys[i], "ip") == 0)
+				(void) DirectFunctionCall1(inet_in, CStringGetDatum(value));
+			PushKeyString(&state, extra_keys[i], value);
+		}
+		if (JB_ROOT_COUNT(extra) > 0)
+		{
+			JsonbIterator *it = JsonbIteratorInit(&extra->root);
+			JsonbValue	v;
+			JsonbIteratorToken tok;
+
+			while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+			{
+				bool		known = false;
+
+				if (tok != WJB_KEY)
+					continue;
+				for (i = 0; i < lengthof(extra_keys); i++)
+					if (strlen(extra_keys[i]) == v.val.string.len &&
+						strncmp(extra_keys[i], v.val.string.val, v.val.string.len) == 0)
+						known = true;
+				if (!known)
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("unknown context key \"%.*s\"", v.val.string.len, v.val.string.val),
+							 errhint("Allowed keys are email, ip, ua, endpoint, method and req.")));
+			}
+		}
+	}
+	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	context = JsonbValueToJsonb(res);
+	json = JsonbToCString(NULL, &context->root, VARSIZE(context));
+
+	ContextInstall(json, tenant, actor, role, is_local);
+	return context;
+}
+
+static void
+RequireRoleMembership(const char *rolename, const char *what)
+{
+	Oid			roleid = get_role_oid(rolename, true);
+
+	if (!OidIsValid(roleid) || !has_privs_of_role(GetUserId(), roleid))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to %s", what),
+				 errdetail("Only members of role %s may do this.", rolename),
+				 errhint("Use autora.set_context(token) with a signed token instead, or GRANT %s to the service role.", rolename)));
+}
+
+static char *
+TextArgOrNull(FunctionCallInfo fcinfo, int n)
+{
+	return PG_ARGISNULL(n) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(n));
+}
+
+PG_FUNCTION_INFO_V1(autora_set_context_trusted);
+Datum
+autora_set_context_trusted(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *context;
+
+	RequireRoleMembership("autora_trusted", "set a context without a token");
+	context = ContextEstablish(TextArgOrNull(fcinfo, 0),
+							   TextArgOrNull(fcinfo, 1),
+							   TextArgOrNull(fcinfo, 2),
+							   PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3),
+							   "trusted",
+							   PG_ARGISNULL(4) ? true : PG_GETARG_BOOL(4));
+	PG_RETURN_JSONB_P(context);
+}
+
+PG_FUNCTION_INFO_V1(autora_clear_context);
+Datum
+autora_clear_context(PG_FUNCTION_ARGS)
+{
+	ContextInstall(NULL, NULL, NULL, NULL, false);
+	PG_RETURN_VOID();
+}
+
+static const AutoraContext *
+ContextRequired(void)
+{
+	const AutoraContext *ctx = ContextCurrent();
+
+	if (!ctx->present)
+		ereport(ERROR,
+				(errcode(ERRCODE_AUTORA_NO_CONTEXT),
+				 errmsg("no autora session context"),
+				 errdetail("This session has not identified its tenant and actor."),
+				 errhint("Call autora.set_context(token) at the start of the transaction.")));
+	return ctx;
+}
+
+static Datum
+TextOrNull(FunctionCallInfo fcinfo, const char *value)
+{
+	if (value == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(value));
+}
+
+PG_FUNCTION_INFO_V1(autora_tenant);
+Datum
+autora_tenant(PG_FUNCTION_ARGS)
+{
+	return TextOrNull(fcinfo, ContextRequired()->tenant);
+}
+
+PG_FUNCTION_INFO_V1(autora_actor);
+Datum
+autora_actor(PG_FUNCTION_ARGS)
+{
+	return TextOrNull(fcinfo, ContextRequired()->actor);
+}
+
+PG_FUNCTION_INFO_V1(autora_actor_role);
+Datum
+autora_actor_role(PG_FUNCTION_ARGS)
+{
+	return TextOrNull(fcinfo, ContextRequired()->role);
+}
+
+PG_FUNCTION_INFO_V1(autora_context);
+Datum
+autora_context(PG_FUNCTION_ARGS)
+{
+	(void) ContextRequired();
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(context_json));
+}

@@ -1,0 +1,32 @@
+/*-------------------------------------------------------------------------
+ * context.h
+ *	  The verified session context: who acts, for which tenant, from where.
+ *-------------------------------------------------------------------------
+ */
+#ifndef AUTORA_CONTEXT_H
+#define AUTORA_CONTEXT_H
+
+typedef struct AutoraContext
+{
+	bool		present;		/* false: no context set */
+	char	   *tenant;			/* NULL for platform scope without a tenant */
+	char	   *actor;
+	char	   *role;
+	char	   *scope;			/* tenant, group or platform */
+	char	   *group;
+	char	   *email;
+	char	   *ip;				/* client address claimed by the application */
+	char	   *user_agent;
+	char	   *endpoint;
+	char	   *method;
+	char	   *request_id;
+	bool		has_support_session;
+	int64		support_session;
+} AutoraContext;
+
+extern void ContextDefineConfiguration(void);
+
+/* The context in force; never NULL (present is false when there is none). */
+extern const AutoraContext *ContextCurrent(void);
+
+#endif							/* AUTORA_CONTEXT_H */

@@ -1,0 +1,265 @@
+/*-------------------------------------------------------------------------
+ * encoding.c
+ *	  Canonical byte encoding of ledger entries and blocks, SHA-256 through
+ *	  OpenSSL EVP, and RFC 6962 Merkle roots.
+ *
+ * The encoding is the contract with external verifiers (tools/autora_verify
+ * and anyone reading an export): docs/ledger-format.md describes it byte by
+ * byte.  Change it only together with LEDGER_FORMAT_VERSION.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <openssl/evp.h>
+
+#include "catalog/pg_type.h"
+#include "lib/stringinfo.h"
+#include "port/pg_bswap.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/inet.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "encoding.h"
+
+const char *const LedgerColumnNames[LEDGER_NCOLUMNS] = {
+	"id", "format", "tenant_id", "seq", "xid", "ts", "stmt_ts",
+	"table_schema", "table_name", "op", "pk", "before", "after", "changed",
+	"actor_id", "actor_role", "db_session_user", "db_current_user",
+	"client_addr", "application_name", "user_agent", "endpoint", "method",
+	"request_id", "support_session", "event", "entity_type", "entity_id",
+	"metadata", "hash"
+};
+
+/* Seconds from the Unix epoch to the PostgreSQL epoch (2000-01-01). */
+#define UNIX_TO_POSTGRES_MICROS \
+	((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * USECS_PER_SEC)
+
+static const char entry_magic[] = "autora-entry";
+static const char block_magic[] = "autora-block";
+
+static StringInfo encode_buffer = NULL;
+static EVP_MD *sha256 = NULL;
+static EVP_MD_CTX *digest_ctx = NULL;
+
+int64
+TimestampToUnixMicros(TimestampTz ts)
+{
+	return (int64) ts + UNIX_TO_POSTGRES_MICROS;
+}
+
+static StringInfo
+EncodeBuffer(void)
+{
+	if (encode_buffer == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		encode_buffer = makeStringInfo();
+		MemoryContextSwitchTo(old);
+	}
+	resetStringInfo(encode_buffer);
+	return encode_buffer;
+}
+
+void
+Sha256Digest(const void *data, size_t len, uint8 out[LEDGER_HASH_LEN])
+{
+	unsigned int outlen;
+
+	if (sha256 == NULL)
+	{
+		sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+		digest_ctx = EVP_MD_CTX_new();
+		if (sha256 == NULL || digest_ctx == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_SYSTEM_ERROR),
+					 errmsg("could not initialise SHA-256 from OpenSSL")));
+	}
+	if (EVP_DigestInit_ex2(digest_ctx, sha256, NULL) != 1 ||
+		EVP_DigestUpdate(digest_ctx, data, len) != 1 ||
+		EVP_DigestFinal_ex(digest_ctx, out, &outlen) != 1 ||
+		outlen != LEDGER_HASH_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_SYSTEM_ERROR),
+				 errmsg("SHA-256 computation failed in OpenSSL")));
+}
+
+/* --- framing: NULL is 0x00; a value is 0x01, u32 big-endian length, bytes --- */
+
+static void
+PutUint32(StringInfo buf, uint32 v)
+{
+	uint32		be = pg_hton32(v);
+
+	appendBinaryStringInfo(buf, (char *) &be, 4);
+}
+
+static void
+PutNull(StringInfo buf)
+{
+	appendStringInfoCharMacro(buf, 0);
+}
+
+static void
+PutBytes(StringInfo buf, const void *data, uint32 len)
+{
+	appendStringInfoCharMacro(buf, 1);
+	PutUint32(buf, len);
+	appendBinaryStringInfo(buf, data, len);
+}
+
+static void
+PutInt64(StringInfo buf, int64 v)
+{
+	uint64		be = pg_hton64((uint64) v);
+
+	PutBytes(buf, &be, 8);
+}
+
+static void
+PutCString(StringInfo buf, const char *s)
+{
+	if (s == NULL)
+		PutNull(buf);
+	else
+		PutBytes(buf, s, strlen(s));
+}
+
+static void
+PutText(StringInfo buf, Datum v)
+{
+	text	   *t = DatumGetTextPP(v);
+
+	PutBytes(buf, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+}
+
+static void
+PutJsonb(StringInfo buf, Datum v)
+{
+	Jsonb	   *jb = DatumGetJsonbP(v);
+	char	   *s = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+
+	PutBytes(buf, s, strlen(s));
+	pfree(s);
+}
+
+static void
+PutTextArray(StringInfo buf, Datum v)
+{
+	ArrayType  *arr = DatumGetArrayTypeP(v);
+	Datum	   *elems;
+	bool	   *elemnulls;
+	int			n;
+
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &elemnulls, &n);
+	appendStringInfoCharMacro(buf, 1);
+	PutUint32(buf, (uint32) n);
+	for (int i = 0; i < n; i++)
+	{
+		if (elemnulls[i])
+			PutNull(buf);
+		else
+			PutText(buf, elems[i]);
+	}
+}
+
+static void
+PutInet(StringInfo buf, Datum v)
+{
+	PutCString(buf, DatumGetCString(DirectFunctionCall1(inet_out, v)));
+}
+
+void
+EntryHash(const Datum *values, const bool *nulls, uint8 out[LEDGER_HASH_LEN])
+{
+	StringInfo	buf = EncodeBuffer();
+
+	appendBinaryStringInfo(buf, entry_magic, sizeof(entry_magic) - 1);
+	for (int c = 0; c < LC_HASH; c++)
+	{
+		Datum		v = values[c];
+
+		if (nulls[c])
+		{
+			PutNull(buf);
+			continue;
+		}
+		switch ((LedgerColumn) c)
+		{
+			case LC_FORMAT:
+				PutInt64(buf, DatumGetInt16(v));
+				break;
+			case LC_ID:
+			case LC_SEQ:
+			case LC_XID:
+			case LC_SUPPORT_SESSION:
+				PutInt64(buf, DatumGetInt64(v));
+				break;
+			case LC_TS:
+			case LC_STMT_TS:
+				PutInt64(buf, TimestampToUnixMicros(DatumGetTimestampTz(v)));
+				break;
+			case LC_PK:
+			case LC_BEFORE:
+			case LC_AFTER:
+			case LC_METADATA:
+				PutJsonb(buf, v);
+				break;
+			case LC_CHANGED:
+				PutTextArray(buf, v);
+				break;
+			case LC_CLIENT_ADDR:
+				PutInet(buf, v);
+				break;
+			default:
+				PutText(buf, v);
+				break;
+		}
+	}
+	Sha256Digest(buf->data, buf->len, out);
+}
+
+void
+BlockHash(const BlockHeader *block, uint8 out[LEDGER_HASH_LEN])
+{
+	StringInfo	buf = EncodeBuffer();
+
+	appendBinaryStringInfo(buf, block_magic, sizeof(block_magic) - 1);
+	PutInt64(buf, LEDGER_FORMAT_VERSION);
+	PutCString(buf, block->tenant_id);
+	PutInt64(buf, block->block_no);
+	PutInt64(buf, block->entry_count);
+	PutInt64(buf, block->first_entry);
+	PutInt64(buf, block->last_entry);
+	PutInt64(buf, TimestampToUnixMicros(block->sealed_at));
+	PutBytes(buf, block->merkle_root, LEDGER_HASH_LEN);
+	PutBytes(buf, block->prev_hash, LEDGER_HASH_LEN);
+	Sha256Digest(buf->data, buf->len, out);
+}
+
+/* MTH(D[n]) of RFC 6962 section 2.1: leaves prefixed 0x00, nodes 0x01. */
+void
+MerkleRoot(const uint8 *hashes, int64 n, uint8 out[LEDGER_HASH_LEN])
+{
+	uint8		node[1 + 2 * LEDGER_HASH_LEN];
+	int64		k;
+
+	Assert(n >= 1);
+	if (n == 1)
+	{
+		node[0] = 0x00;
+		memcpy(node + 1, hashes, LEDGER_HASH_LEN);
+		Sha256Digest(node, 1 + LEDGER_HASH_LEN, out);
+		return;
+	}
+	/* k: the largest power of two smaller than n */
+	for (k = 1; k * 2 < n; k *= 2)
+		;
+	node[0] = 0x01;
+	MerkleRoot(hashes, k, node + 1);
+	MerkleRoot(hashes + k * LEDGER_HASH_LEN, n - k, node + 1 + LEDGER_HASH_LEN);
+	Sha256Digest(node, sizeof(node), out);
+}

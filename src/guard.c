@@ -1,0 +1,535 @@
+/*-------------------------------------------------------------------------
+ * guard.c
+ *	  Hooks that keep the ledger append-only and protected tables protected,
+ *	  for every role, superusers included.
+ *
+ *	  ProcessUtility   refuses TRUNCATE / COPY FROM / ALTER / DROP / RENAME
+ *	                   of ledger relations and their indexes, changes to the
+ *	                   autora triggers of protected tables, ALTER EXTENSION
+ *	                   ... DROP and DROP EXTENSION while the ledger holds
+ *	                   entries; it runs before PostgreSQL's own checks so the
+ *	                   refusal and its SQLSTATE are ours.
+ *	  ExecutorStart    refuses any plan that writes a ledger relation
+ *	                   (INSERT, UPDATE, DELETE, MERGE, data-modifying CTEs).
+ *	  object_access    refuses the drop of a ledger relation however it is
+ *	                   reached (DROP SCHEMA ... CASCADE, DROP OWNED).
+ *
+ * capture and the sealer write heap and indexes directly and never meet
+ * these hooks, so there is no bypass for SQL.  The one exception is restore:
+ * a superuser with autora.restore_mode on may load an empty ledger relation.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/relation.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/namespace.h"
+#include "catalog/objectaccess.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_trigger.h"
+#include "commands/dbcommands.h"
+#include "commands/defrem.h"
+#include "commands/trigger.h"
+#include "executor/executor.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "parser/parsetree.h"
+#include "tcop/utility.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "autora_audit.h"
+#include "guard.h"
+#include "ledger.h"
+#include "sealer.h"
+
+static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+static ExecutorStart_hook_type prev_ExecutorStart = NULL;
+static object_access_hook_type prev_object_access_hook = NULL;
+
+/* relation whose autora objects protect()/unprotect() are changing */
+static Oid	allowed_relid = InvalidOid;
+
+/* DROP EXTENSION of an empty ledger is under way */
+static bool extension_drop_allowed = false;
+
+void
+GuardAllowRelationBegin(Oid relid)
+{
+	allowed_relid = relid;
+}
+
+void
+GuardAllowRelationEnd(void)
+{
+	allowed_relid = InvalidOid;
+}
+
+bool
+IsAutoraTriggerFunction(Oid funcid)
+{
+	const LedgerOids *oids = LedgerGetOids(true);
+	char	   *name;
+	bool		result;
+
+	if (oids == NULL || get_func_namespace(funcid) != oids->namespace)
+		return false;
+	name = get_func_name(funcid);
+	result = name != NULL &&
+		(strcmp(name, "capture_row") == 0 || strcmp(name, "capture_truncate") == 0 ||
+		 strcmp(name, "stamp_tenant") == 0);
+	return result;
+}
+
+/* --- refusals ------------------------------------------------------------- */
+
+static void
+RefuseLedger(const char *action, Oid relid)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("%s of ledger relation \"%s\" is not allowed", action, get_rel_name(relid)),
+			 errdetail("The autora audit ledger is append-only for every role, superusers included."),
+			 errhint("Entries are added only by changes to protected tables and by autora.log_event(); read them through the autora views.")));
+}
+
+static void
+RefuseTrigger(const char *action, const char *trigger, Oid relid)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("%s of autora trigger %s on protected table \"%s\" is not allowed",
+					action, trigger ? trigger : "(all)", get_rel_name(relid)),
+			 errdetail("Audit capture and tenant stamping of a protected table cannot be switched off."),
+			 errhint("Use autora.unprotect(table, reason), which is recorded in the ledger.")));
+}
+
+static void
+RefuseExtension(const char *action)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("%s is not allowed while the autora ledger holds entries", action),
+			 errdetail("Dropping the extension would drop the audit ledger."),
+			 errhint("Keep the extension installed: the ledger cannot be dropped while it holds entries.")));
+}
+
+/* --- lookups -------------------------------------------------------------- */
+
+static Oid
+RelidOf(RangeVar *rv)
+{
+	return rv ? RangeVarGetRelid(rv, NoLock, true) : InvalidOid;
+}
+
+static Oid
+RelidOfNames(List *names)
+{
+	return RelidOf(makeRangeVarFromNameList(names));
+}
+
+/* Does the relation carry an autora trigger, i.e. is it protected? */
+static bool
+IsProtected(Oid relid)
+{
+	Relation	rel;
+	bool		result = false;
+
+	if (!OidIsValid(relid) || get_rel_relkind(relid) == '\0')
+		return false;
+	rel = relation_open(relid, AccessShareLock);
+	if (rel->trigdesc != NULL)
+		for (int i = 0; i < rel->trigdesc->numtriggers; i++)
+			if (IsAutoraTriggerFunction(rel->trigdesc->triggers[i].tgfoid))
+				result = true;
+	relation_close(rel, AccessShareLock);
+	return result;
+}
+
+static bool
+IsAutoraTrigger(Oid relid, const char *trigname)
+{
+	Relation	rel;
+	bool		result = false;
+
+	if (!OidIsValid(relid) || trigname == NULL || get_rel_relkind(relid) == '\0')
+		return false;
+	rel = relation_open(relid, AccessShareLock);
+	if (rel->trigdesc != NULL)
+		for (int i = 0; i < rel->trigdesc->numtriggers; i++)
+		{
+			Trigger    *t = &rel->trigdesc->triggers[i];
+
+			if (strcmp(t->tgname, trigname) == 0 && IsAutoraTriggerFunction(t->tgfoid))
+				result = true;
+		}
+	relation_close(rel, AccessShareLock);
+	return result;
+}
+
+static bool
+LedgerHasEntries(void)
+{
+	const LedgerOids *oids = LedgerGetOids(true);
+	Relation	rel;
+	TableScanDesc scan;
+	TupleTableSlot *slot;
+	bool		found;
+
+	if (oids == NULL)
+		return false;
+	rel = table_open(oids->ledger, AccessShareLock);
+	slot = table_slot_create(rel, NULL);
+	scan = table_beginscan(rel, GetLatestSnapshot(), 0, NULL);
+	found = table_scan_getnextslot(scan, ForwardScanDirection, slot);
+	table_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
+/* Restore: a superuser in restore mode may load an empty ledger relation. */
+static bool
+RestoreAllowed(Oid relid)
+{
+	Relation	rel;
+	TableScanDesc scan;
+	TupleTableSlot *slot;
+	bool		empty;
+
+	if (!autora_restore_mode || !superuser())
+		return false;
+	rel = table_open(relid, AccessShareLock);
+	slot = table_slot_create(rel, NULL);
+	scan = table_beginscan(rel, GetLatestSnapshot(), 0, NULL);
+	empty = !table_scan_getnextslot(scan, ForwardScanDirection, slot);
+	table_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(rel, AccessShareLock);
+	return empty;
+}
+
+static bool
+IsAutoraName(const char *name, const char *expected)
+{
+	return name != NULL && strcmp(name, expected) == 0;
+}
+
+/* --- utility commands ----------------------------------------------------- */
+
+static void
+GuardDrop(DropStmt *stmt)
+{
+	ListCell   *lc;
+
+	foreach(lc, stmt->objects)
+	{
+		Node	   *object = lfirst(lc);
+
+		switch (stmt->removeType)
+		{
+			case OBJECT_TABLE:
+			case OBJECT_INDEX:
+				{
+					Oid			relid = RelidOfNames((List *) object);
+
+					if (IsLedgerRelation(relid))
+						RefuseLedger("DROP", relid);
+					break;
+				}
+			case OBJECT_TRIGGER:
+				{
+					List	   *names = (List *) object;
+					char	   *trigname = strVal(llast(names));
+					Oid			relid = RelidOfNames(list_truncate(list_copy(names),
+																   list_length(names) - 1));
+
+					if (relid != allowed_relid && IsAutoraTrigger(relid, trigname))
+						RefuseTrigger("DROP", trigname, relid);
+					break;
+				}
+			case OBJECT_EXTENSION:
+				if (IsAutoraName(strVal(object), "autora_audit") && LedgerHasEntries())
+					RefuseExtension("DROP EXTENSION autora_audit");
+				break;
+			case OBJECT_SCHEMA:
+				if (IsAutoraName(strVal(object), "autora") && LedgerGetOids(true) != NULL)
+					ereport(ERROR,
+							(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+							 errmsg("DROP SCHEMA autora is not allowed"),
+							 errdetail("The schema holds the audit ledger."),
+							 errhint("The schema belongs to extension autora_audit.")));
+				break;
+			default:
+				break;
+		}
+	}
+}
+
+static void
+GuardAlterTable(AlterTableStmt *stmt)
+{
+	Oid			relid = RelidOf(stmt->relation);
+	ListCell   *lc;
+
+	if (!OidIsValid(relid))
+		return;
+	if (IsLedgerRelation(relid))
+		RefuseLedger("ALTER", relid);
+	if (relid == allowed_relid || !IsProtected(relid))
+		return;
+
+	foreach(lc, stmt->cmds)
+	{
+		AlterTableCmd *cmd = lfirst(lc);
+
+		switch (cmd->subtype)
+		{
+			case AT_EnableTrig:
+			case AT_EnableAlwaysTrig:
+			case AT_EnableReplicaTrig:
+			case AT_DisableTrig:
+				if (IsAutoraTrigger(relid, cmd->name))
+					RefuseTrigger("ALTER", cmd->name, relid);
+				break;
+			case AT_EnableTrigAll:
+			case AT_DisableTrigAll:
+			case AT_EnableTrigUser:
+			case AT_DisableTrigUser:
+				RefuseTrigger("ALTER", NULL, relid);
+				break;
+			default:
+				break;
+		}
+	}
+}
+
+static void
+GuardRename(RenameStmt *stmt)
+{
+	Oid			relid;
+
+	switch (stmt->renameType)
+	{
+		case OBJECT_TRIGGER:
+			relid = RelidOf(stmt->relation);
+			if (relid != allowed_relid && IsAutoraTrigger(relid, stmt->subname))
+				RefuseTrigger("RENAME", stmt->subname, relid);
+			break;
+		case OBJECT_SCHEMA:
+			if (IsAutoraName(stmt->subname, "autora") && LedgerGetOids(true) != NULL)
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("renaming schema autora is not allowed"),
+						 errhint("The schema belongs to extension autora_audit.")));
+			break;
+		default:
+			relid = RelidOf(stmt->relation);
+			if (IsLedgerRelation(relid))
+				RefuseLedger("RENAME", relid);
+			break;
+	}
+}
+
+static void
+GuardUtility(Node *parsetree)
+{
+	ListCell   *lc;
+	Oid			relid;
+
+	switch (nodeTag(parsetree))
+	{
+		case T_TruncateStmt:
+			foreach(lc, ((TruncateStmt *) parsetree)->relations)
+			{
+				relid = RelidOf(lfirst(lc));
+				if (IsLedgerRelation(relid))
+					RefuseLedger("TRUNCATE", relid);
+			}
+			break;
+		case T_CopyStmt:
+			{
+				CopyStmt   *stmt = (CopyStmt *) parsetree;
+
+				relid = RelidOf(stmt->relation);
+				if (stmt->is_from && IsLedgerRelation(relid) && !RestoreAllowed(relid))
+					RefuseLedger("COPY FROM", relid);
+				break;
+			}
+		case T_DropStmt:
+			GuardDrop((DropStmt *) parsetree);
+			break;
+		case T_AlterTableStmt:
+			GuardAlterTable((AlterTableStmt *) parsetree);
+			break;
+		case T_RenameStmt:
+			GuardRename((RenameStmt *) parsetree);
+			break;
+		case T_AlterObjectSchemaStmt:
+			relid = RelidOf(((AlterObjectSchemaStmt *) parsetree)->relation);
+			if (IsLedgerRelation(relid))
+				RefuseLedger("ALTER ... SET SCHEMA", relid);
+			break;
+		case T_CreateTrigStmt:
+			{
+				CreateTrigStmt *stmt = (CreateTrigStmt *) parsetree;
+
+				relid = RelidOf(stmt->relation);
+				if (IsLedgerRelation(relid))
+					RefuseLedger("CREATE TRIGGER", relid);
+				if (stmt->replace && relid != allowed_relid &&
+					IsAutoraTrigger(relid, stmt->trigname))
+					RefuseTrigger("CREATE OR REPLACE", stmt->trigname, relid);
+				break;
+			}
+		case T_RuleStmt:
+			relid = RelidOf(((RuleStmt *) parsetree)->relation);
+			if (IsLedgerRelation(relid))
+				RefuseLedger("CREATE RULE", relid);
+			break;
+		case T_AlterExtensionContentsStmt:
+			if (IsAutoraName(((AlterExtensionContentsStmt *) parsetree)->extname, "autora_audit"))
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("changing the members of extension autora_audit is not allowed"),
+						 errdetail("Detaching a member would let it be dropped with the protection it gives.")));
+			break;
+		default:
+			break;
+	}
+}
+
+/* The database a database-level command needs free of connections. */
+static Oid
+DatabaseNeedingNoConnections(Node *parsetree)
+{
+	ListCell   *lc;
+
+	switch (nodeTag(parsetree))
+	{
+		case T_DropdbStmt:
+			return get_database_oid(((DropdbStmt *) parsetree)->dbname, true);
+		case T_CreatedbStmt:
+			foreach(lc, ((CreatedbStmt *) parsetree)->options)
+			{
+				DefElem    *opt = lfirst(lc);
+
+				if (strcmp(opt->defname, "template") == 0 && opt->arg != NULL)
+					return get_database_oid(defGetString(opt), true);
+			}
+			return get_database_oid("template1", true);
+		case T_RenameStmt:
+			if (((RenameStmt *) parsetree)->renameType == OBJECT_DATABASE)
+				return get_database_oid(((RenameStmt *) parsetree)->subname, true);
+			return InvalidOid;
+		case T_AlterDatabaseStmt:
+			foreach(lc, ((AlterDatabaseStmt *) parsetree)->options)
+				if (strcmp(((DefElem *) lfirst(lc))->defname, "tablespace") == 0)
+					return get_database_oid(((AlterDatabaseStmt *) parsetree)->dbname, true);
+			return InvalidOid;
+		default:
+			return InvalidOid;
+	}
+}
+
+static void
+autora_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
+					  bool readOnlyTree, ProcessUtilityContext context,
+					  ParamListInfo params, QueryEnvironment *queryEnv,
+					  DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *parsetree = pstmt->utilityStmt;
+	volatile bool dropping_extension = false;
+	volatile Oid paused_db;
+
+	if (!IsBinaryUpgrade)
+		GuardUtility(parsetree);
+
+	if (IsA(parsetree, DropStmt) && ((DropStmt *) parsetree)->removeType == OBJECT_EXTENSION)
+		dropping_extension = true;
+	paused_db = DatabaseNeedingNoConnections(parsetree);
+	if (OidIsValid(paused_db))
+		SealerPauseDatabase(paused_db);
+
+	PG_TRY();
+	{
+		extension_drop_allowed = dropping_extension;
+		if (prev_ProcessUtility)
+			prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+		else
+			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+									params, queryEnv, dest, qc);
+	}
+	PG_FINALLY();
+	{
+		extension_drop_allowed = false;
+		if (OidIsValid(paused_db))
+			SealerResumeDatabase(paused_db);
+	}
+	PG_END_TRY();
+}
+
+/* --- executor ------------------------------------------------------------- */
+
+static void
+autora_ExecutorStart(QueryDesc *queryDesc, int eflags)
+{
+	PlannedStmt *pstmt = queryDesc->plannedstmt;
+	ListCell   *lc;
+
+	if (pstmt->resultRelations != NIL && !(eflags & EXEC_FLAG_EXPLAIN_ONLY))
+	{
+		foreach(lc, pstmt->resultRelations)
+		{
+			RangeTblEntry *rte = rt_fetch(lfirst_int(lc), pstmt->rtable);
+
+			if (rte->rtekind != RTE_RELATION || !IsLedgerRelation(rte->relid))
+				continue;
+			if (pstmt->commandType == CMD_INSERT && RestoreAllowed(rte->relid))
+				continue;
+			RefuseLedger(pstmt->commandType == CMD_INSERT ? "INSERT" :
+						 pstmt->commandType == CMD_UPDATE ? "UPDATE" :
+						 pstmt->commandType == CMD_DELETE ? "DELETE" :
+						 pstmt->commandType == CMD_MERGE ? "MERGE" : "data-modifying WITH",
+						 rte->relid);
+		}
+	}
+
+	if (prev_ExecutorStart)
+		prev_ExecutorStart(queryDesc, eflags);
+	else
+		standard_ExecutorStart(queryDesc, eflags);
+}
+
+/* --- object access -------------------------------------------------------- */
+
+static void
+autora_object_access(ObjectAccessType access, Oid classId, Oid objectId,
+					 int subId, void *arg)
+{
+	if (prev_object_access_hook)
+		prev_object_access_hook(access, classId, objectId, subId, arg);
+
+	if (access == OAT_DROP && classId == RelationRelationId && subId == 0 &&
+		!extension_drop_allowed && !IsBinaryUpgrade)
+	{
+		const LedgerOids *oids = LedgerGetOids(true);
+
+		if (oids != NULL && (objectId == oids->ledger || objectId == oids->blocks))
+			RefuseLedger("DROP", objectId);
+	}
+}
+
+void
+GuardInstallHooks(void)
+{
+	prev_ProcessUtility = ProcessUtility_hook;
+	ProcessUtility_hook = autora_ProcessUtility;
+	prev_ExecutorStart = ExecutorStart_hook;
+	ExecutorStart_hook = autora_ExecutorStart;
+	prev_object_access_hook = object_access_hook;
+	object_access_hook = autora_object_access;
+}

@@ -1,0 +1,55 @@
+/*-------------------------------------------------------------------------
+ * ledger.h
+ *	  Appending entries to autora.ledger, and where the ledger relations are.
+ *-------------------------------------------------------------------------
+ */
+#ifndef AUTORA_LEDGER_H
+#define AUTORA_LEDGER_H
+
+#include "utils/array.h"
+#include "utils/jsonb.h"
+#include "utils/rel.h"
+
+/* The relations of the installed extension in this database. */
+typedef struct LedgerOids
+{
+	Oid			namespace;
+	Oid			ledger;
+	Oid			blocks;
+	Oid			id_seq;
+	Oid			block_seq;
+	Oid			platform_seq;
+} LedgerOids;
+
+/* What a capture or event supplies; ledger.c adds identity, time and hash. */
+typedef struct LedgerRecord
+{
+	const char *tenant_id;		/* NULL: platform chain */
+	const char *table_schema;
+	const char *table_name;
+	const char *op;				/* INSERT, UPDATE, DELETE, TRUNCATE, EVENT */
+	Jsonb	   *pk;
+	Jsonb	   *before;
+	Jsonb	   *after;
+	ArrayType  *changed;
+	const char *event;
+	const char *entity_type;
+	const char *entity_id;
+	Jsonb	   *metadata;
+} LedgerRecord;
+
+extern void LedgerInit(void);
+
+/* NULL when the extension is not installed in this database (missing_ok). */
+extern const LedgerOids *LedgerGetOids(bool missing_ok);
+
+/* Is relid the ledger, the block table, or an index of either? */
+extern bool IsLedgerRelation(Oid relid);
+
+/* Appends one entry; returns its id. */
+extern int64 LedgerAppend(const LedgerRecord *record);
+
+/* Heap and index insert that bypasses the executor (and so the guards). */
+extern void LedgerInsertTuple(Relation rel, Datum *values, bool *nulls);
+
+#endif							/* AUTORA_LEDGER_H */

@@ -1,0 +1,281 @@
+/*-------------------------------------------------------------------------
+ * relinfo.c
+ *	  Per-relation capture metadata: captured columns and how each becomes
+ *	  jsonb, primary key, tenant column.  Built once per relation from the
+ *	  relcache and the capture trigger's arguments, dropped on invalidation,
+ *	  so the capture path does no catalog lookups per row.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/relation.h"
+#include "catalog/index.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "nodes/makefuncs.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+#include "relinfo.h"
+
+static HTAB *RelInfoCache = NULL;
+static MemoryContext RelInfoMemory = NULL;
+
+static void
+RelInfoInvalidate(Datum arg, Oid relid)
+{
+	HASH_SEQ_STATUS status;
+	RelInfo    *info;
+
+	if (RelInfoCache == NULL)
+		return;
+	if (OidIsValid(relid))
+	{
+		info = hash_search(RelInfoCache, &relid, HASH_FIND, NULL);
+		if (info != NULL)
+			info->valid = false;
+		return;
+	}
+	hash_seq_init(&status, RelInfoCache);
+	while ((info = hash_seq_search(&status)) != NULL)
+		info->valid = false;
+}
+
+void
+RelInfoInit(void)
+{
+	CacheRegisterRelcacheCallback(RelInfoInvalidate, (Datum) 0);
+}
+
+static ColumnJsonKind
+JsonKindOf(Oid typid)
+{
+	Oid			base = getBaseType(typid);
+
+	switch (base)
+	{
+		case BOOLOID:
+			return COLJSON_BOOL;
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+			return COLJSON_INTEGER;
+		case NUMERICOID:
+			return COLJSON_NUMERIC;
+		case FLOAT4OID:
+		case FLOAT8OID:
+			return COLJSON_FLOAT;
+		case DATEOID:
+		case TIMESTAMPOID:
+		case TIMESTAMPTZOID:
+			return COLJSON_DATETIME;
+		case JSONOID:
+			return COLJSON_JSON;
+		case JSONBOID:
+			return COLJSON_JSONB;
+		default:
+			if (OidIsValid(get_element_type(base)) || type_is_rowtype(base))
+				return COLJSON_GENERIC;
+			return COLJSON_STRING;
+	}
+}
+
+/* Parses a text[] literal trigger argument into a list of C strings. */
+static List *
+NameListFromArgument(const char *literal)
+{
+	ArrayType  *arr;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	List	   *result = NIL;
+
+	if (literal == NULL || literal[0] == '\0')
+		return NIL;
+	arr = DatumGetArrayTypeP(OidInputFunctionCall(F_ARRAY_IN, (char *) literal, TEXTOID, -1));
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	for (int i = 0; i < n; i++)
+		if (!nulls[i])
+			result = lappend(result, TextDatumGetCString(elems[i]));
+	return result;
+}
+
+static bool
+NameInList(const char *name, List *names)
+{
+	ListCell   *lc;
+
+	foreach(lc, names)
+		if (strcmp(name, (char *) lfirst(lc)) == 0)
+			return true;
+	return false;
+}
+
+static void
+FillColumn(CapturedColumn *col, Form_pg_attribute att, bool pii)
+{
+	Oid			outfunc;
+	bool		isvarlena;
+
+	col->attnum = att->attnum;
+	col->name = pstrdup(NameStr(att->attname));
+	col->typid = getBaseType(att->atttypid);
+	col->typlen = att->attlen;
+	col->typbyval = att->attbyval;
+	col->kind = JsonKindOf(att->atttypid);
+	col->pii = pii;
+	getTypeOutputInfo(att->atttypid, &outfunc, &isvarlena);
+	fmgr_info(outfunc, &col->output);
+	if (col->kind == COLJSON_GENERIC)
+	{
+		/* to_jsonb(anyelement) learns its argument type from fn_expr */
+		fmgr_info(F_TO_JSONB, &col->to_jsonb);
+		col->to_jsonb.fn_expr = (Node *)
+			makeFuncExpr(F_TO_JSONB, JSONBOID,
+						 list_make1(makeNullConst(att->atttypid, att->atttypmod, att->attcollation)),
+						 InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
+	}
+}
+
+static void
+RelInfoBuild(RelInfo *info, Relation rel, Trigger *trigger)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	const char *tenant_column;
+	List	   *pii;
+	List	   *excluded;
+	Oid			pkindex;
+	MemoryContext old;
+
+	if (trigger->tgnargs < 1)
+		elog(ERROR, "autora: capture trigger on \"%s\" has no tenant column argument",
+			 RelationGetRelationName(rel));
+
+	info->mcxt = AllocSetContextCreate(RelInfoMemory, "autora relation info",
+									   ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(info->mcxt);
+
+	tenant_column = trigger->tgargs[0];
+	pii = trigger->tgnargs > 1 ? NameListFromArgument(trigger->tgargs[1]) : NIL;
+	excluded = trigger->tgnargs > 2 ? NameListFromArgument(trigger->tgargs[2]) : NIL;
+
+	info->schema = get_namespace_name(RelationGetNamespace(rel));
+	info->name = pstrdup(RelationGetRelationName(rel));
+
+	info->columns = palloc0(sizeof(CapturedColumn) * desc->natts);
+	info->ncolumns = 0;
+	info->tenant_attnum = InvalidAttrNumber;
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (att->attisdropped)
+			continue;
+		if (strcmp(NameStr(att->attname), tenant_column) == 0)
+		{
+			Oid			infunc;
+			Oid			outfunc;
+			bool		isvarlena;
+
+			info->tenant_attnum = att->attnum;
+			info->tenant_typid = att->atttypid;
+			info->tenant_typmod = att->atttypmod;
+			getTypeOutputInfo(att->atttypid, &outfunc, &isvarlena);
+			fmgr_info(outfunc, &info->tenant_output);
+			getTypeInputInfo(att->atttypid, &infunc, &info->tenant_ioparam);
+			fmgr_info(infunc, &info->tenant_input);
+		}
+		if (NameInList(NameStr(att->attname), excluded))
+			continue;
+		FillColumn(&info->columns[info->ncolumns++], att,
+				   NameInList(NameStr(att->attname), pii));
+	}
+	if (info->tenant_attnum == InvalidAttrNumber)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("tenant column \"%s\" of protected table \"%s\" does not exist",
+						tenant_column, RelationGetRelationName(rel)),
+				 errhint("Protect the table again with autora.protect() naming its tenant column.")));
+
+	/* primary key columns; a key column may itself be excluded from before/after */
+	info->npk = 0;
+	info->pk = NULL;
+	pkindex = RelationGetPrimaryKeyIndex(rel);
+	if (OidIsValid(pkindex))
+	{
+		Relation	idx = index_open(pkindex, AccessShareLock);
+		int			nkeys = idx->rd_index->indnkeyatts;
+
+		info->pk = palloc(sizeof(int) * nkeys);
+		for (int k = 0; k < nkeys; k++)
+		{
+			AttrNumber	attnum = idx->rd_index->indkey.values[k];
+			int			found = -1;
+
+			for (int c = 0; c < info->ncolumns; c++)
+				if (info->columns[c].attnum == attnum)
+					found = c;
+			if (found < 0)
+			{
+				/* excluded key column: keep it for the key, not for the row */
+				info->columns = repalloc(info->columns,
+										 sizeof(CapturedColumn) * (desc->natts + nkeys));
+				found = desc->natts + k;
+				FillColumn(&info->columns[found], TupleDescAttr(desc, attnum - 1), false);
+			}
+			info->pk[info->npk++] = found;
+		}
+		index_close(idx, AccessShareLock);
+	}
+
+	MemoryContextSwitchTo(old);
+	info->valid = true;
+}
+
+RelInfo *
+RelInfoGet(Relation rel, Trigger *trigger)
+{
+	Oid			relid = RelationGetRelid(rel);
+	RelInfo    *info;
+	bool		found;
+
+	if (RelInfoCache == NULL)
+	{
+		HASHCTL		ctl;
+
+		RelInfoMemory = AllocSetContextCreate(CacheMemoryContext, "autora relinfo cache",
+											  ALLOCSET_DEFAULT_SIZES);
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(RelInfo);
+		ctl.hcxt = RelInfoMemory;
+		RelInfoCache = hash_create("autora relinfo cache", 64, &ctl,
+								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+
+	info = hash_search(RelInfoCache, &relid, HASH_ENTER, &found);
+	if (found && info->valid)
+		return info;
+	if (found && info->mcxt != NULL)
+		MemoryContextDelete(info->mcxt);
+	info->mcxt = NULL;
+	info->valid = false;
+	PG_TRY();
+	{
+		RelInfoBuild(info, rel, trigger);
+	}
+	PG_CATCH();
+	{
+		if (info->mcxt != NULL)
+			MemoryContextDelete(info->mcxt);
+		hash_search(RelInfoCache, &relid, HASH_REMOVE, NULL);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	return info;
+}

@@ -1,0 +1,71 @@
+/*-------------------------------------------------------------------------
+ * relinfo.h
+ *	  Per-relation capture metadata, cached and invalidated with the relcache.
+ *-------------------------------------------------------------------------
+ */
+#ifndef AUTORA_RELINFO_H
+#define AUTORA_RELINFO_H
+
+#include "access/attnum.h"
+#include "commands/trigger.h"
+#include "fmgr.h"
+#include "utils/rel.h"
+
+/* how a column's value becomes a jsonb value */
+typedef enum ColumnJsonKind
+{
+	COLJSON_STRING,				/* output function text */
+	COLJSON_BOOL,
+	COLJSON_INTEGER,			/* int2, int4, int8 */
+	COLJSON_NUMERIC,
+	COLJSON_FLOAT,				/* float4, float8: via their text form */
+	COLJSON_DATETIME,			/* date, timestamp, timestamptz: ISO 8601 */
+	COLJSON_JSON,
+	COLJSON_JSONB,
+	COLJSON_GENERIC				/* arrays, composites: to_jsonb() */
+} ColumnJsonKind;
+
+typedef struct CapturedColumn
+{
+	AttrNumber	attnum;
+	char	   *name;
+	Oid			typid;			/* base type (domains resolved) */
+	int16		typlen;
+	bool		typbyval;
+	ColumnJsonKind kind;
+	bool		pii;
+	FmgrInfo	output;			/* type output function */
+	FmgrInfo	to_jsonb;		/* COLJSON_GENERIC only */
+} CapturedColumn;
+
+typedef struct RelInfo
+{
+	Oid			relid;
+	bool		valid;
+	MemoryContext mcxt;
+	char	   *schema;
+	char	   *name;
+	/* captured columns (not dropped, not excluded), in attnum order */
+	int			ncolumns;
+	CapturedColumn *columns;
+	/* primary key columns, as indexes into columns[] */
+	int			npk;
+	int		   *pk;
+	/* tenant column */
+	AttrNumber	tenant_attnum;
+	Oid			tenant_typid;
+	FmgrInfo	tenant_output;
+	FmgrInfo	tenant_input;
+	Oid			tenant_ioparam;
+	int32		tenant_typmod;
+} RelInfo;
+
+extern void RelInfoInit(void);
+
+/*
+ * Metadata for the relation a capture trigger fired on.  The trigger's
+ * arguments are (tenant_column, pii_columns, exclude_columns).
+ */
+extern RelInfo *RelInfoGet(Relation rel, Trigger *trigger);
+
+#endif							/* AUTORA_RELINFO_H */

@@ -1,0 +1,555 @@
+/*-------------------------------------------------------------------------
+ * verify.c
+ *	  autora.verify(): recomputes every entry hash, every block's Merkle
+ *	  root and hash, and every chain link, per tenant, and names the first
+ *	  entry that fails.
+ *
+ * One sequential pass over the ledger hashes each entry from its stored
+ * fields; one pass over the blocks collects the chains.  Entries that no
+ * block holds are pending when their transaction was still running at the
+ * last seal round, and a failure otherwise (the sealer would have sealed
+ * them: such an entry was added behind the sealer's back).
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/heapam.h"
+#include "access/tableam.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "autora_audit.h"
+#include "chain.h"
+#include "encoding.h"
+#include "ledger.h"
+
+typedef struct EntryInfo
+{
+	int64		id;
+	uint64		xid;
+	int32		tenant;			/* index into the reports */
+	bool		stored_ok;		/* recomputed hash equals the stored hash */
+	bool		in_block;
+	uint8		hash[LEDGER_HASH_LEN];	/* recomputed */
+} EntryInfo;
+
+typedef struct BlockInfo
+{
+	int64		block_id;
+	int64		block_no;
+	int64		entry_count;
+	int64		first_entry;
+	int64		last_entry;
+	TimestampTz sealed_at;
+	int			nids;
+	int64	   *ids;
+	bytea	   *entry_hashes;
+	bytea	   *merkle_root;
+	bytea	   *prev_hash;
+	bytea	   *block_hash;
+} BlockInfo;
+
+typedef struct TenantReport
+{
+	char	   *tenant;			/* NULL: the platform chain */
+	int64		entries;
+	int64		sealed;
+	int64		pending;
+	List	   *blocks;			/* of BlockInfo */
+	bool		failed;
+	int64		first_bad;
+	char	   *detail;
+} TenantReport;
+
+typedef struct TenantKey
+{
+	char		key[NAMEDATALEN * 2];
+	int32		index;
+} TenantKey;
+
+typedef struct VerifyState
+{
+	const char *only;			/* tenant filter, or NULL for all */
+	HTAB	   *tenant_index;
+	TenantReport *reports;
+	int			nreports;
+	int			maxreports;
+	EntryInfo  *entries;
+	int64		nentries;
+	int64		maxentries;
+	SealHorizon last;			/* horizon of the last seal round */
+	int64		last_block_id;
+} VerifyState;
+
+static int32
+TenantIndex(VerifyState *vs, const char *tenant)
+{
+	TenantKey  *tk;
+	bool		found;
+
+	tk = hash_search(vs->tenant_index, tenant ? tenant : "", HASH_ENTER, &found);
+	if (found)
+		return tk->index;
+	if (vs->nreports == vs->maxreports)
+	{
+		vs->maxreports *= 2;
+		vs->reports = repalloc(vs->reports, sizeof(TenantReport) * vs->maxreports);
+	}
+	memset(&vs->reports[vs->nreports], 0, sizeof(TenantReport));
+	vs->reports[vs->nreports].tenant = tenant ? pstrdup(tenant) : NULL;
+	tk->index = vs->nreports;
+	return vs->nreports++;
+}
+
+static bool
+TenantWanted(VerifyState *vs, const char *tenant)
+{
+	if (vs->only == NULL)
+		return true;
+	return tenant != NULL && strcmp(tenant, vs->only) == 0;
+}
+
+static void Fail(TenantReport *r, int64 entry_id, const char *fmt,...) pg_attribute_printf(3, 4);
+
+static void
+Fail(TenantReport *r, int64 entry_id, const char *fmt,...)
+{
+	va_list		args;
+	StringInfoData buf;
+
+	if (r->failed)
+		return;
+	r->failed = true;
+	r->first_bad = entry_id;
+	initStringInfo(&buf);
+	for (;;)
+	{
+		int			needed;
+
+		va_start(args, fmt);
+		needed = appendStringInfoVA(&buf, fmt, args);
+		va_end(args);
+		if (needed == 0)
+			break;
+		enlargeStringInfo(&buf, needed);
+	}
+	r->detail = buf.data;
+}
+
+static bool
+HashEquals(bytea *stored, const uint8 *hash)
+{
+	return stored != NULL && VARSIZE_ANY_EXHDR(stored) == LEDGER_HASH_LEN &&
+		memcmp(VARDATA_ANY(stored), hash, LEDGER_HASH_LEN) == 0;
+}
+
+/* Pass 1: hash every entry from its stored fields. */
+static void
+ScanEntries(VerifyState *vs, Relation ledger, Snapshot snap)
+{
+	TupleTableSlot *slot = table_slot_create(ledger, NULL);
+	TableScanDesc scan = table_beginscan(ledger, snap, 0, NULL);
+	MemoryContext per_tuple = AllocSetContextCreate(CurrentMemoryContext, "autora verify tuple",
+													ALLOCSET_DEFAULT_SIZES);
+	MemoryContext outer = CurrentMemoryContext;
+	char	   *last_tenant = NULL;
+	int32		last_index = -1;
+
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		Datum	   *values;
+		bool	   *nulls;
+		EntryInfo  *e;
+		char	   *tenant;
+
+		CHECK_FOR_INTERRUPTS();
+		slot_getallattrs(slot);
+		values = slot->tts_values;
+		nulls = slot->tts_isnull;
+
+		MemoryContextSwitchTo(per_tuple);
+		tenant = nulls[LC_TENANT_ID] ? NULL : TextDatumGetCString(values[LC_TENANT_ID]);
+		if (!TenantWanted(vs, tenant))
+		{
+			MemoryContextSwitchTo(outer);
+			MemoryContextReset(per_tuple);
+			continue;
+		}
+
+		if (vs->nentries == vs->maxentries)
+		{
+			vs->maxentries *= 2;
+			vs->entries = repalloc_huge(vs->entries, sizeof(EntryInfo) * vs->maxentries);
+		}
+		e = &vs->entries[vs->nentries++];
+		e->id = DatumGetInt64(values[LC_ID]);
+		e->xid = (uint64) DatumGetInt64(values[LC_XID]);
+		e->in_block = false;
+		EntryHash(values, nulls, e->hash);
+		e->stored_ok = !nulls[LC_HASH] && HashEquals(DatumGetByteaPP(values[LC_HASH]), e->hash);
+
+		MemoryContextSwitchTo(outer);
+		if (last_index < 0 || (tenant == NULL) != (last_tenant == NULL) ||
+			(tenant != NULL && strcmp(tenant, last_tenant) != 0))
+		{
+			last_index = TenantIndex(vs, tenant);
+			last_tenant = vs->reports[last_index].tenant;
+		}
+		e->tenant = last_index;
+		vs->reports[last_index].entries++;
+		MemoryContextReset(per_tuple);
+	}
+	table_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	MemoryContextDelete(per_tuple);
+}
+
+static bytea *
+CopyBytea(Datum d)
+{
+	return DatumGetByteaPCopy(d);
+}
+
+static void
+ReadHorizon(SealHorizon *h, Datum *values)
+{
+	ArrayType  *arr = DatumGetArrayTypeP(values[14]);
+	Datum	   *elems;
+	int			n;
+
+	deconstruct_array(arr, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &elems, NULL, &n);
+	h->valid = true;
+	h->xmin = (uint64) DatumGetInt64(values[12]);
+	h->xmax = (uint64) DatumGetInt64(values[13]);
+	h->nxip = n;
+	h->xip = palloc(sizeof(uint64) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+		h->xip[i] = (uint64) DatumGetInt64(elems[i]);
+}
+
+/* Pass 2: collect the blocks of the wanted chains and the last horizon. */
+static void
+ScanBlocks(VerifyState *vs, Relation blocks, Snapshot snap)
+{
+	TupleTableSlot *slot = table_slot_create(blocks, NULL);
+	TableScanDesc scan = table_beginscan(blocks, snap, 0, NULL);
+
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		Datum	   *values;
+		bool	   *nulls;
+		BlockInfo  *b;
+		char	   *tenant;
+		ArrayType  *ids;
+		Datum	   *elems;
+		int64		block_id;
+
+		CHECK_FOR_INTERRUPTS();
+		slot_getallattrs(slot);
+		values = slot->tts_values;
+		nulls = slot->tts_isnull;
+
+		block_id = DatumGetInt64(values[0]);
+		if (block_id > vs->last_block_id)
+		{
+			vs->last_block_id = block_id;
+			ReadHorizon(&vs->last, values);
+		}
+
+		tenant = nulls[1] ? NULL : TextDatumGetCString(values[1]);
+		if (!TenantWanted(vs, tenant))
+			continue;
+
+		b = palloc0(sizeof(BlockInfo));
+		b->block_id = block_id;
+		b->block_no = DatumGetInt64(values[2]);
+		b->sealed_at = DatumGetTimestampTz(values[3]);
+		b->entry_count = DatumGetInt32(values[4]);
+		b->first_entry = DatumGetInt64(values[5]);
+		b->last_entry = DatumGetInt64(values[6]);
+		ids = DatumGetArrayTypeP(values[7]);
+		deconstruct_array(ids, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &elems, NULL, &b->nids);
+		b->ids = palloc(sizeof(int64) * Max(b->nids, 1));
+		for (int i = 0; i < b->nids; i++)
+			b->ids[i] = DatumGetInt64(elems[i]);
+		b->entry_hashes = CopyBytea(values[8]);
+		b->merkle_root = CopyBytea(values[9]);
+		b->prev_hash = CopyBytea(values[10]);
+		b->block_hash = CopyBytea(values[11]);
+
+		{
+			TenantReport *r = &vs->reports[TenantIndex(vs, tenant)];
+
+			r->blocks = lappend(r->blocks, b);
+		}
+	}
+	table_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+}
+
+static int
+CompareEntryIds(const void *a, const void *b)
+{
+	int64		x = ((const EntryInfo *) a)->id;
+	int64		y = ((const EntryInfo *) b)->id;
+
+	return (x > y) - (x < y);
+}
+
+static int
+CompareBlockNos(const ListCell *a, const ListCell *b)
+{
+	int64		x = ((BlockInfo *) lfirst(a))->block_no;
+	int64		y = ((BlockInfo *) lfirst(b))->block_no;
+
+	return (x > y) - (x < y);
+}
+
+static EntryInfo *
+FindEntry(VerifyState *vs, int64 id)
+{
+	EntryInfo	key;
+
+	key.id = id;
+	return bsearch(&key, vs->entries, vs->nentries, sizeof(EntryInfo), CompareEntryIds);
+}
+
+/* Checks one block's header, Merkle root and entries. */
+static void
+CheckBlock(VerifyState *vs, TenantReport *r, int32 tenant, BlockInfo *b,
+		   int64 expected_no, const uint8 *expected_prev)
+{
+	BlockHeader hdr;
+	uint8		hash[LEDGER_HASH_LEN];
+	const uint8 *recorded = (const uint8 *) VARDATA_ANY(b->entry_hashes);
+
+	if (b->block_no != expected_no)
+		Fail(r, b->first_entry, "block %lld is missing: the chain jumps to block %lld",
+			 (long long) expected_no, (long long) b->block_no);
+	if (!HashEquals(b->prev_hash, expected_prev))
+		Fail(r, b->first_entry, "block %lld does not chain to the block before it",
+			 (long long) b->block_no);
+	if (b->nids < 1 || b->nids != b->entry_count ||
+		VARSIZE_ANY_EXHDR(b->entry_hashes) != (Size) b->nids * LEDGER_HASH_LEN ||
+		VARSIZE_ANY_EXHDR(b->merkle_root) != LEDGER_HASH_LEN ||
+		VARSIZE_ANY_EXHDR(b->prev_hash) != LEDGER_HASH_LEN ||
+		b->ids[0] != b->first_entry || b->ids[b->nids - 1] != b->last_entry)
+	{
+		Fail(r, b->first_entry, "block %lld is malformed: its entry list, counts and hashes disagree",
+			 (long long) b->block_no);
+		return;
+	}
+
+	hdr.tenant_id = r->tenant;
+	hdr.block_no = b->block_no;
+	hdr.entry_count = b->entry_count;
+	hdr.first_entry = b->first_entry;
+	hdr.last_entry = b->last_entry;
+	hdr.sealed_at = b->sealed_at;
+	memcpy(hdr.merkle_root, VARDATA_ANY(b->merkle_root), LEDGER_HASH_LEN);
+	memcpy(hdr.prev_hash, VARDATA_ANY(b->prev_hash), LEDGER_HASH_LEN);
+	BlockHash(&hdr, hash);
+	if (!HashEquals(b->block_hash, hash))
+		Fail(r, b->first_entry, "block %lld was altered: its hash does not match its contents",
+			 (long long) b->block_no);
+
+	MerkleRoot(recorded, b->nids, hash);
+	if (!HashEquals(b->merkle_root, hash))
+		Fail(r, b->first_entry, "block %lld was altered: its entry hashes do not match its Merkle root",
+			 (long long) b->block_no);
+
+	for (int i = 0; i < b->nids; i++)
+	{
+		EntryInfo  *e;
+
+		if (i > 0 && b->ids[i] <= b->ids[i - 1])
+			Fail(r, b->ids[i], "block %lld lists entry %lld out of order",
+				 (long long) b->block_no, (long long) b->ids[i]);
+		e = FindEntry(vs, b->ids[i]);
+		if (e == NULL || e->tenant != tenant)
+		{
+			Fail(r, b->ids[i], "entry %lld sealed in block %lld is missing",
+				 (long long) b->ids[i], (long long) b->block_no);
+			continue;
+		}
+		if (e->in_block)
+			Fail(r, e->id, "entry %lld is sealed in more than one block", (long long) e->id);
+		e->in_block = true;
+		r->sealed++;
+		if (!e->stored_ok)
+			Fail(r, e->id, "entry %lld was altered: its fields no longer match its hash",
+				 (long long) e->id);
+		else if (memcmp(e->hash, recorded + (Size) i * LEDGER_HASH_LEN, LEDGER_HASH_LEN) != 0)
+			Fail(r, e->id, "entry %lld was altered: it does not match the hash sealed in block %lld",
+				 (long long) e->id, (long long) b->block_no);
+	}
+}
+
+static void
+CheckChain(VerifyState *vs, int32 tenant)
+{
+	TenantReport *r = &vs->reports[tenant];
+	uint8		prev[LEDGER_HASH_LEN];
+	int64		expected_no = 1;
+	ListCell   *lc;
+
+	memset(prev, 0, sizeof(prev));
+	list_sort(r->blocks, CompareBlockNos);
+	foreach(lc, r->blocks)
+	{
+		BlockInfo  *b = lfirst(lc);
+
+		CheckBlock(vs, r, tenant, b, expected_no, prev);
+		if (VARSIZE_ANY_EXHDR(b->block_hash) == LEDGER_HASH_LEN)
+			memcpy(prev, VARDATA_ANY(b->block_hash), LEDGER_HASH_LEN);
+		expected_no = b->block_no + 1;
+	}
+}
+
+/* Entries no block holds: pending, or added after the sealer passed. */
+static void
+CheckUnsealed(VerifyState *vs)
+{
+	for (int64 i = 0; i < vs->nentries; i++)
+	{
+		EntryInfo  *e = &vs->entries[i];
+		TenantReport *r = &vs->reports[e->tenant];
+
+		if (e->in_block)
+			continue;
+		if (HorizonInProgress(&vs->last, e->xid))
+			r->pending++;
+		else
+			Fail(r, e->id, "entry %lld is in no block although its transaction ended before the last seal",
+				 (long long) e->id);
+	}
+}
+
+/* Registered tenants without entries still get a row. */
+static void
+AddRegisteredTenants(VerifyState *vs)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	List	   *tenants = NIL;
+	ListCell   *lc;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "autora: SPI_connect failed");
+	if (SPI_execute("SELECT tenant_id FROM autora.tenants", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "autora: reading autora.tenants failed");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		char	   *t = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+
+		if (TenantWanted(vs, t))
+		{
+			MemoryContext old = MemoryContextSwitchTo(caller);
+
+			tenants = lappend(tenants, pstrdup(t));
+			MemoryContextSwitchTo(old);
+		}
+	}
+	SPI_finish();
+	foreach(lc, tenants)
+		(void) TenantIndex(vs, lfirst(lc));
+}
+
+static int
+CompareReports(const void *a, const void *b)
+{
+	const char *x = ((const TenantReport *) a)->tenant;
+	const char *y = ((const TenantReport *) b)->tenant;
+
+	if (x == NULL || y == NULL)
+		return (x == NULL) - (y == NULL);	/* platform chain last */
+	return strcmp(x, y);
+}
+
+PG_FUNCTION_INFO_V1(autora_verify);
+Datum
+autora_verify(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	const LedgerOids *oids = LedgerGetOids(false);
+	VerifyState vs = {0};
+	HASHCTL		ctl;
+	Relation	ledger;
+	Relation	blocks;
+	Snapshot	snap = GetActiveSnapshot();
+
+	InitMaterializedSRF(fcinfo, 0);
+
+	vs.only = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
+	ctl.keysize = sizeof(((TenantKey *) 0)->key);
+	ctl.entrysize = sizeof(TenantKey);
+	ctl.hcxt = CurrentMemoryContext;
+	vs.tenant_index = hash_create("autora verify tenants", 64, &ctl,
+								  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	vs.maxreports = 16;
+	vs.reports = palloc(sizeof(TenantReport) * vs.maxreports);
+	vs.maxentries = 1024;
+	vs.entries = palloc_extended(sizeof(EntryInfo) * vs.maxentries, MCXT_ALLOC_HUGE);
+
+	/* one snapshot for both passes, so entries and blocks agree */
+	blocks = table_open(oids->blocks, AccessShareLock);
+	ledger = table_open(oids->ledger, AccessShareLock);
+	ScanEntries(&vs, ledger, snap);
+	qsort(vs.entries, vs.nentries, sizeof(EntryInfo), CompareEntryIds);
+	ScanBlocks(&vs, blocks, snap);
+	table_close(ledger, AccessShareLock);
+	table_close(blocks, AccessShareLock);
+
+	AddRegisteredTenants(&vs);
+	if (vs.only != NULL && vs.nreports == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_AUTORA_UNKNOWN),
+				 errmsg("unknown tenant \"%s\"", vs.only),
+				 errhint("See autora.tenants for the registered tenants.")));
+
+	for (int i = 0; i < vs.nreports; i++)
+		CheckChain(&vs, i);
+	CheckUnsealed(&vs);
+
+	qsort(vs.reports, vs.nreports, sizeof(TenantReport), CompareReports);
+	for (int i = 0; i < vs.nreports; i++)
+	{
+		TenantReport *r = &vs.reports[i];
+		Datum		values[7];
+		bool		nulls[7] = {false};
+
+		values[0] = r->tenant ? CStringGetTextDatum(r->tenant) : (Datum) 0;
+		nulls[0] = (r->tenant == NULL);
+		values[1] = Int64GetDatum(r->entries);
+		values[2] = Int64GetDatum(r->sealed);
+		values[3] = Int64GetDatum(list_length(r->blocks));
+		if (r->failed)
+		{
+			values[4] = BoolGetDatum(false);
+			values[5] = Int64GetDatum(r->first_bad);
+			values[6] = CStringGetTextDatum(r->detail);
+		}
+		else
+		{
+			/* ok is unknown (NULL) while entries wait for the sealer */
+			values[4] = BoolGetDatum(true);
+			nulls[4] = (r->pending > 0);
+			nulls[5] = true;
+			values[6] = CStringGetTextDatum(r->pending > 0
+											? psprintf("%lld entries pending seal; the sealed chain verifies",
+													   (long long) r->pending)
+											: psprintf("chain verified: %lld entries in %d blocks",
+													   (long long) r->sealed, list_length(r->blocks)));
+		}
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}

@@ -7,7 +7,7 @@
 EXTENSION    = autora_audit
 MODULE_big   = autora_audit
 OBJS         = src/autora_audit.o src/context.o src/relinfo.o src/capture.o src/protect.o \
-               src/encoding.o src/ledger.o src/chain.o src/verify.o \
+               src/encoding.o src/ledger.o src/vault.o src/chain.o src/verify.o \
                src/guard.o src/sealer.o
 DATA         = sql/autora_audit--0.1.sql
 PG_CPPFLAGS  = -I$(srcdir)/src
@@ -25,6 +25,9 @@ HARNESS_GOALS = check demo bench deps
 ifneq ($(filter-out $(HARNESS_GOALS),$(or $(MAKECMDGOALS),all)),)
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# PGXS tracks no header dependencies: rebuild every object when a header changes.
+$(OBJS): $(wildcard src/*.h)
 else
 .PHONY: $(HARNESS_GOALS)
 $(HARNESS_GOALS):

@@ -122,6 +122,25 @@ CREATE TABLE autora.ledger_blocks (
 );
 SELECT pg_catalog.pg_extension_config_dump('autora.ledger_blocks', '');
 
+-- Clear values of PII columns, one row per entry; the ledger holds their
+-- HMAC-SHA256 under the key below.  Erasable without breaking the chain.
+CREATE TABLE autora.pii_vault (
+    entry_id  bigint PRIMARY KEY,
+    tenant_id text,
+    clear     jsonb NOT NULL
+);
+SELECT pg_catalog.pg_extension_config_dump('autora.pii_vault', '');
+
+CREATE FUNCTION autora._new_vault_key() RETURNS bytea
+    AS 'MODULE_PATHNAME', 'autora_new_vault_key' LANGUAGE C VOLATILE STRICT;
+CREATE TABLE autora.vault_key (
+    id  smallint PRIMARY KEY CHECK (id = 1),
+    key bytea NOT NULL CHECK (length(key) = 32)
+);
+INSERT INTO autora.vault_key VALUES (1, autora._new_vault_key());
+DROP FUNCTION autora._new_vault_key();
+SELECT pg_catalog.pg_extension_config_dump('autora.vault_key', '');
+
 ------------------------------------------------------------------------------
 -- Registry of protected tables and schemas
 ------------------------------------------------------------------------------

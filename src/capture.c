@@ -34,6 +34,7 @@
 #include "context.h"
 #include "ledger.h"
 #include "relinfo.h"
+#include "vault.h"
 
 /* --- row to jsonb --------------------------------------------------------- */
 
@@ -144,9 +145,14 @@ PushColumnValue(JsonbParseState **state, CapturedColumn *col, Datum value, bool 
 	PushString(state, WJB_VALUE, OutputFunctionCall(&col->output, value));
 }
 
-/* jsonb object of the given columns (indexes into info->columns) of a row. */
+/*
+ * jsonb object of the given columns (indexes into info->columns) of a row.
+ * PII columns appear as their keyed digest; when clear is given, their clear
+ * text is pushed there as well, as members of an object under construction.
+ */
 static Jsonb *
-RowToJsonb(RelInfo *info, const int *cols, int ncols, Datum *values, bool *nulls)
+RowToJsonb(RelInfo *info, const int *cols, int ncols, Datum *values, bool *nulls,
+		   JsonbParseState **clear)
 {
 	JsonbParseState *state = NULL;
 	JsonbValue *res;
@@ -158,10 +164,49 @@ RowToJsonb(RelInfo *info, const int *cols, int ncols, Datum *values, bool *nulls
 		int			att = col->attnum - 1;
 
 		PushString(&state, WJB_KEY, col->name);
-		PushColumnValue(&state, col, values[att], nulls[att]);
+		if (col->pii && !nulls[att])
+		{
+			char	   *text = OutputFunctionCall(&col->output, values[att]);
+
+			PushString(&state, WJB_VALUE, VaultDigest(text));
+			if (clear)
+			{
+				PushString(clear, WJB_KEY, col->name);
+				PushString(clear, WJB_VALUE, text);
+			}
+		}
+		else
+			PushColumnValue(&state, col, values[att], nulls[att]);
 	}
 	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 	return JsonbValueToJsonb(res);
+}
+
+static bool
+HasPiiColumns(RelInfo *info)
+{
+	for (int i = 0; i < info->ncolumns; i++)
+		if (info->columns[i].pii)
+			return true;
+	return false;
+}
+
+/* Row image for before/after; its PII clear values go under key in vault. */
+static Jsonb *
+RowImage(RelInfo *info, Datum *values, bool *nulls, JsonbParseState **vault,
+		 const char *key)
+{
+	Jsonb	   *image;
+
+	if (*vault)
+	{
+		PushString(vault, WJB_KEY, key);
+		pushJsonbValue(vault, WJB_BEGIN_OBJECT, NULL);
+	}
+	image = RowToJsonb(info, NULL, info->ncolumns, values, nulls, *vault ? vault : NULL);
+	if (*vault)
+		pushJsonbValue(vault, WJB_END_OBJECT, NULL);
+	return image;
 }
 
 static char *
@@ -226,6 +271,7 @@ autora_capture_row(PG_FUNCTION_ARGS)
 			   *newv = NULL;
 	bool	   *oldn = NULL,
 			   *newn = NULL;
+	JsonbParseState *vault = NULL;
 
 	RequireTrigger(fcinfo, "capture_row");
 	trigdata = (TriggerData *) fcinfo->context;
@@ -285,12 +331,18 @@ autora_capture_row(PG_FUNCTION_ARGS)
 	rec.table_name = info->name;
 	rec.tenant_id = newtup ? TenantOfRow(info, newv, newn) : TenantOfRow(info, oldv, oldn);
 	if (info->npk > 0)
-		rec.pk = newtup ? RowToJsonb(info, info->pk, info->npk, newv, newn)
-			: RowToJsonb(info, info->pk, info->npk, oldv, oldn);
+		rec.pk = newtup ? RowToJsonb(info, info->pk, info->npk, newv, newn, NULL)
+			: RowToJsonb(info, info->pk, info->npk, oldv, oldn, NULL);
+
+	/* clear PII values go to the vault as {"before": {...}, "after": {...}} */
+	if (HasPiiColumns(info))
+		pushJsonbValue(&vault, WJB_BEGIN_OBJECT, NULL);
 	if (oldtup)
-		rec.before = RowToJsonb(info, NULL, info->ncolumns, oldv, oldn);
+		rec.before = RowImage(info, oldv, oldn, &vault, "before");
 	if (newtup)
-		rec.after = RowToJsonb(info, NULL, info->ncolumns, newv, newn);
+		rec.after = RowImage(info, newv, newn, &vault, "after");
+	if (vault)
+		rec.vault = JsonbValueToJsonb(pushJsonbValue(&vault, WJB_END_OBJECT, NULL));
 
 	(void) LedgerAppend(&rec);
 	return PointerGetDatum(NULL);

@@ -29,6 +29,7 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_trigger.h"
 #include "commands/dbcommands.h"
+#include "commands/extension.h"
 #include "commands/defrem.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
@@ -480,7 +481,10 @@ autora_ExecutorStart(QueryDesc *queryDesc, int eflags)
 	PlannedStmt *pstmt = queryDesc->plannedstmt;
 	ListCell   *lc;
 
-	if (pstmt->resultRelations != NIL && !(eflags & EXEC_FLAG_EXPLAIN_ONLY))
+	/* our own install script seeds the PII key */
+	if (pstmt->resultRelations != NIL && !(eflags & EXEC_FLAG_EXPLAIN_ONLY) &&
+		!(creating_extension &&
+		  CurrentExtensionObject == get_extension_oid("autora_audit", true)))
 	{
 		foreach(lc, pstmt->resultRelations)
 		{
@@ -518,7 +522,8 @@ autora_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 	{
 		const LedgerOids *oids = LedgerGetOids(true);
 
-		if (oids != NULL && (objectId == oids->ledger || objectId == oids->blocks))
+		if (oids != NULL && (objectId == oids->ledger || objectId == oids->blocks ||
+							 objectId == oids->vault || objectId == oids->vault_key))
 			RefuseLedger("DROP", objectId);
 	}
 }

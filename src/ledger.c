@@ -36,6 +36,7 @@
 #include "encoding.h"
 #include "ledger.h"
 #include "sealer.h"
+#include "vault.h"
 
 /* where the ledger relations are; also caches "not installed here" */
 typedef enum LedgerOidsState
@@ -126,7 +127,8 @@ LedgerGetOids(bool missing_ok)
 	{
 		/* syscache lookups only: this runs for every statement's guard */
 		nsp = get_namespace_oid("autora", true);
-		if (OidIsValid(nsp) && OidIsValid(get_relname_relid("ledger", nsp)))
+		if (OidIsValid(nsp) && OidIsValid(get_relname_relid("ledger", nsp)) &&
+			!(creating_extension && !OidIsValid(get_relname_relid("vault_key", nsp))))
 		{
 			ledger_oids.namespace = nsp;
 			ledger_oids.ledger = RequireRelation("ledger", nsp);
@@ -134,6 +136,8 @@ LedgerGetOids(bool missing_ok)
 			ledger_oids.id_seq = RequireRelation("ledger_id_seq", nsp);
 			ledger_oids.block_seq = RequireRelation("ledger_block_id_seq", nsp);
 			ledger_oids.platform_seq = RequireRelation("chain_seq_platform", nsp);
+			ledger_oids.vault = RequireRelation("pii_vault", nsp);
+			ledger_oids.vault_key = RequireRelation("vault_key", nsp);
 			ledger_oids_state = LEDGER_PRESENT;
 		}
 		else
@@ -157,12 +161,12 @@ IsLedgerRelation(Oid relid)
 
 	if (!OidIsValid(relid) || (oids = LedgerGetOids(true)) == NULL)
 		return false;
-	if (relid == oids->ledger || relid == oids->blocks)
-		return true;
-	if (get_rel_relkind(relid) != RELKIND_INDEX)
-		return false;
-	heap = IndexGetRelation(relid, true);
-	return heap == oids->ledger || heap == oids->blocks;
+	if (get_rel_relkind(relid) == RELKIND_INDEX)
+		heap = IndexGetRelation(relid, true);
+	else
+		heap = relid;
+	return heap == oids->ledger || heap == oids->blocks ||
+		heap == oids->vault || heap == oids->vault_key;
 }
 
 void
@@ -382,6 +386,8 @@ LedgerAppend(const LedgerRecord *rec)
 				 errhint("Install the autora_audit version that matches the library.")));
 	LedgerInsertTuple(ledger, values, nulls);
 	table_close(ledger, NoLock);
+	if (rec->vault)
+		VaultStore(id, rec->tenant_id, rec->vault);
 
 	entries_appended = true;
 	return id;

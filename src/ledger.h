@@ -19,6 +19,8 @@ typedef struct LedgerOids
 	Oid			id_seq;
 	Oid			block_seq;
 	Oid			platform_seq;
+	Oid			vault;
+	Oid			vault_key;
 } LedgerOids;
 
 /* What a capture or event supplies; ledger.c adds identity, time and hash. */
@@ -36,6 +38,7 @@ typedef struct LedgerRecord
 	const char *entity_type;
 	const char *entity_id;
 	Jsonb	   *metadata;
+	Jsonb	   *vault;			/* clear values of PII columns, or NULL */
 } LedgerRecord;
 
 extern void LedgerInit(void);
@@ -43,7 +46,7 @@ extern void LedgerInit(void);
 /* NULL when the extension is not installed in this database (missing_ok). */
 extern const LedgerOids *LedgerGetOids(bool missing_ok);
 
-/* Is relid the ledger, the block table, or an index of either? */
+/* Is relid a ledger relation (entries, blocks, PII vault, its key) or an index of one? */
 extern bool IsLedgerRelation(Oid relid);
 
 /* Appends one entry; returns its id. */

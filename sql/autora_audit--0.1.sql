@@ -160,6 +160,19 @@ CREATE TABLE autora.protected_schemas (
 );
 SELECT pg_catalog.pg_extension_config_dump('autora.protected_schemas', '');
 
+-- Keys: HS256 secrets and Ed25519 public keys verify context tokens;
+-- EdDSA-sign private keys sign digests.  Never readable by application roles:
+-- set_context reads them from C.  Created last: the library looks for the
+-- whole set of autora relations and treats a partial set as "installing".
+CREATE TABLE autora.keys (
+    kid        text PRIMARY KEY CHECK (kid <> ''),
+    alg        text NOT NULL CHECK (alg IN ('HS256', 'EdDSA', 'EdDSA-sign')),
+    key        text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    revoked_at timestamptz
+);
+SELECT pg_catalog.pg_extension_config_dump('autora.keys', '');
+
 ------------------------------------------------------------------------------
 -- Session context (src/context.c)
 ------------------------------------------------------------------------------
@@ -168,6 +181,40 @@ CREATE FUNCTION autora.set_context_trusted(tenant text, actor text, role text,
                                            is_local boolean DEFAULT true)
 RETURNS jsonb AS 'MODULE_PATHNAME', 'autora_set_context_trusted'
 LANGUAGE C VOLATILE;
+
+CREATE FUNCTION autora.set_context(token text, is_local boolean DEFAULT true)
+RETURNS jsonb AS 'MODULE_PATHNAME', 'autora_set_context'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION autora._check_key(alg text, key text) RETURNS void
+AS 'MODULE_PATHNAME', 'autora_check_key' LANGUAGE C STRICT;
+
+CREATE FUNCTION autora.add_key(kid text, alg text, key text)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, autora, pg_temp AS $$
+BEGIN
+    IF kid IS NULL OR kid = '' OR alg IS NULL OR key IS NULL THEN
+        RAISE EXCEPTION 'kid, alg and key are required'
+            USING ERRCODE = '22023', HINT = 'e.g. autora.add_key(''app-2026'', ''HS256'', ''<at least 32 random bytes>'').';
+    END IF;
+    PERFORM autora._check_key(alg, key);
+    INSERT INTO autora.keys AS k (kid, alg, key) VALUES (add_key.kid, add_key.alg, add_key.key)
+    ON CONFLICT ON CONSTRAINT keys_pkey DO UPDATE
+        SET alg = EXCLUDED.alg, key = EXCLUDED.key, created_at = now(), revoked_at = NULL;
+END
+$$;
+
+CREATE FUNCTION autora.revoke_key(kid text)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, autora, pg_temp AS $$
+BEGIN
+    UPDATE autora.keys k SET revoked_at = now() WHERE k.kid = revoke_key.kid AND revoked_at IS NULL;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no active key "%"', kid
+            USING ERRCODE = '42704', HINT = 'See autora.keys for the registered keys.';
+    END IF;
+END
+$$;
 
 CREATE FUNCTION autora.clear_context() RETURNS void
 AS 'MODULE_PATHNAME', 'autora_clear_context' LANGUAGE C VOLATILE;
@@ -180,6 +227,19 @@ CREATE FUNCTION autora.actor_role() RETURNS text
 AS 'MODULE_PATHNAME', 'autora_actor_role' LANGUAGE C STABLE PARALLEL SAFE;
 CREATE FUNCTION autora.context() RETURNS jsonb
 AS 'MODULE_PATHNAME', 'autora_context' LANGUAGE C STABLE PARALLEL SAFE;
+CREATE FUNCTION autora.visible_tenants() RETURNS text[]
+AS 'MODULE_PATHNAME', 'autora_visible_tenants' LANGUAGE C STABLE PARALLEL SAFE;
+
+-- Typed visible-tenant lists for the policies of protected tables; an
+-- auditor without a context sees every store (src/scope.c).
+CREATE FUNCTION autora._visible_text() RETURNS text[]
+AS 'MODULE_PATHNAME', 'autora_visible_text' LANGUAGE C STABLE PARALLEL SAFE;
+CREATE FUNCTION autora._visible_int4() RETURNS integer[]
+AS 'MODULE_PATHNAME', 'autora_visible_int4' LANGUAGE C STABLE PARALLEL SAFE;
+CREATE FUNCTION autora._visible_int8() RETURNS bigint[]
+AS 'MODULE_PATHNAME', 'autora_visible_int8' LANGUAGE C STABLE PARALLEL SAFE;
+CREATE FUNCTION autora._visible_uuid() RETURNS uuid[]
+AS 'MODULE_PATHNAME', 'autora_visible_uuid' LANGUAGE C STABLE PARALLEL SAFE;
 
 ------------------------------------------------------------------------------
 -- Tenants
@@ -259,7 +319,12 @@ BEGIN
 END
 $$;
 
--- Protects tables created later in a schema registered with protect_schema.
+CREATE FUNCTION autora._protect_partitions(rel regclass) RETURNS void
+AS 'MODULE_PATHNAME', 'autora_protect_partitions'
+LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, autora, pg_temp;
+
+-- Protects tables created later in a schema registered with protect_schema,
+-- and new or attached partitions of protected partitioned tables.
 CREATE FUNCTION autora._protect_new_tables() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, autora, pg_temp AS $$
@@ -268,22 +333,25 @@ DECLARE
     col name;
 BEGIN
     FOR cmd IN SELECT * FROM pg_event_trigger_ddl_commands()
-               WHERE command_tag IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO')
-                 AND object_type = 'table'
+               WHERE object_type = 'table'
     LOOP
+        IF (SELECT relispartition OR relkind = 'p' FROM pg_class WHERE oid = cmd.objid) THEN
+            PERFORM autora._protect_partitions(cmd.objid::regclass);
+            CONTINUE;
+        END IF;
+        CONTINUE WHEN cmd.command_tag NOT IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO');
         SELECT p.tenant_column INTO col
           FROM autora.protected_schemas p
          WHERE p.schema_name = cmd.schema_name;
         CONTINUE WHEN col IS NULL;
         CONTINUE WHEN NOT EXISTS (SELECT FROM pg_attribute
                                    WHERE attrelid = cmd.objid AND attname = col AND NOT attisdropped);
-        CONTINUE WHEN (SELECT relispartition FROM pg_class WHERE oid = cmd.objid);
         PERFORM autora.protect(cmd.objid::regclass, col);
     END LOOP;
 END
 $$;
 CREATE EVENT TRIGGER autora_protect_new_tables ON ddl_command_end
-    WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO')
+    WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE')
     EXECUTE FUNCTION autora._protect_new_tables();
 
 CREATE VIEW autora.protected_tables AS
@@ -341,6 +409,10 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA autora FROM PUBLIC;
 -- every policy, and set_context_trusted checks autora_trusted membership itself.
 GRANT EXECUTE ON FUNCTION autora.tenant(), autora.actor(), autora.actor_role(),
                           autora.context(), autora.clear_context(),
+                          autora.visible_tenants(), autora._visible_text(),
+                          autora._visible_int4(), autora._visible_int8(),
+                          autora._visible_uuid(),
+                          autora.set_context(text, boolean),
                           autora.set_context_trusted(text, text, text, jsonb, boolean),
                           autora.log_event(text, text, text, jsonb),
                           autora._chain_seq_name(text)
@@ -348,16 +420,22 @@ GRANT EXECUTE ON FUNCTION autora.tenant(), autora.actor(), autora.actor_role(),
 GRANT EXECUTE ON FUNCTION autora.capture_row(), autora.capture_truncate(),
                           autora.stamp_tenant()
       TO PUBLIC;
-GRANT SELECT ON autora.tenants, autora.actor_roles TO PUBLIC;
+-- Application roles do not see the list of stores (set_context reads it
+-- from C); role definitions are not sensitive.
+GRANT SELECT ON autora.actor_roles TO PUBLIC;
+GRANT SELECT ON autora.tenants TO autora_admin, autora_auditor;
 
 GRANT EXECUTE ON FUNCTION autora.protect(regclass, name, name[], name[]),
                           autora.unprotect(regclass, text),
                           autora.protect_schema(name, name),
                           autora.add_tenant(text, text, text),
+                          autora.add_key(text, text, text),
+                          autora.revoke_key(text),
                           autora.seal()
       TO autora_admin;
 GRANT SELECT ON autora.protected, autora.protected_schemas, autora.protected_tables
       TO autora_admin, autora_auditor;
+GRANT SELECT (kid, alg, created_at, revoked_at) ON autora.keys TO autora_admin;
 
 GRANT SELECT ON autora.ledger, autora.ledger_blocks, autora.chain_status TO autora_auditor;
 GRANT EXECUTE ON FUNCTION autora.verify(text), autora.seal() TO autora_auditor;

@@ -508,6 +508,10 @@ autora_capture_truncate(PG_FUNCTION_ARGS)
 				 errdetail("TRUNCATE ignores row level security and would remove every tenant's rows."),
 				 errhint("DELETE the rows in each tenant's context, or have a superuser set autora.allow_truncate = on.")));
 
+	/* each partition has its own TRUNCATE trigger, which records its rows */
+	if (trigdata->tg_relation->rd_rel->relkind == RELKIND_PARTITIONED_TABLE)
+		return PointerGetDatum(NULL);
+
 	ctl.keysize = sizeof(tc->tenant);
 	ctl.entrysize = sizeof(TenantCount);
 	ctl.hcxt = CurrentMemoryContext;

@@ -14,6 +14,8 @@
  */
 #include "postgres.h"
 
+#include <arpa/inet.h>
+
 #include "access/parallel.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -28,6 +30,8 @@
 
 #include "autora_audit.h"
 #include "context.h"
+#include "scope.h"
+#include "token.h"
 
 /* GUC storage; the value of autora.context is the authoritative one */
 static char *context_json = NULL;
@@ -110,6 +114,12 @@ JsonbGetString(Jsonb *jb, const char *key)
 	if (v->type == jbvNumeric)
 		return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
 	return NULL;
+}
+
+uint64
+ContextGeneration(void)
+{
+	return context_generation;
 }
 
 const AutoraContext *
@@ -231,13 +241,27 @@ PushKeyString(JsonbParseState **state, const char *key, const char *value)
 	pushJsonbValue(state, WJB_VALUE, &v);
 }
 
+/* An ip claim must be an IPv4 or IPv6 address (it becomes an inet). */
+static void
+RequireIpAddress(const char *value, bool from_token)
+{
+	unsigned char buf[sizeof(struct in6_addr)];
+
+	if (inet_pton(AF_INET, value, buf) == 1 || inet_pton(AF_INET6, value, buf) == 1)
+		return;
+	ereport(ERROR,
+			(errcode(from_token ? ERRCODE_AUTORA_BAD_TOKEN : ERRCODE_INVALID_TEXT_REPRESENTATION),
+			 errmsg("context claim \"ip\" is not an IP address"),
+			 errhint("Pass the client address, e.g. \"203.0.113.7\" or \"2001:db8::1\".")));
+}
+
 /*
  * Validates the claims and installs the context.  Shared by the token path
  * and the trusted path; returns the context as jsonb.
  */
 static Jsonb *
 ContextEstablish(const char *tenant, const char *actor, const char *role,
-				 Jsonb *extra, const char *via, bool is_local)
+				 Jsonb *extra, bool from_token, bool is_local)
 {
 	JsonbParseState *state = NULL;
 	JsonbValue *res;
@@ -250,12 +274,12 @@ ContextEstablish(const char *tenant, const char *actor, const char *role,
 
 	if (actor == NULL || actor[0] == '\0')
 		ereport(ERROR,
-				(errcode(ERRCODE_AUTORA_UNKNOWN),
+				(errcode(from_token ? ERRCODE_AUTORA_BAD_TOKEN : ERRCODE_AUTORA_UNKNOWN),
 				 errmsg("the session context needs an actor"),
 				 errhint("Pass the application user id as the actor (the token's \"sub\" claim).")));
 	if (role == NULL || role[0] == '\0')
 		ereport(ERROR,
-				(errcode(ERRCODE_AUTORA_UNKNOWN),
+				(errcode(from_token ? ERRCODE_AUTORA_BAD_TOKEN : ERRCODE_AUTORA_UNKNOWN),
 				 errmsg("the session context needs an actor role"),
 				 errhint("Pass one of the roles listed in autora.actor_roles.")));
 
@@ -271,8 +295,7 @@ ContextEstablish(const char *tenant, const char *actor, const char *role,
 
 	if (tenant != NULL && tenant[0] != '\0')
 	{
-		group = LookupText("SELECT group_id FROM autora.tenants WHERE tenant_id = $1", tenant, &found);
-		if (!found)
+		if (!TenantLookup(tenant, &group))
 			ereport(ERROR,
 					(errcode(ERRCODE_AUTORA_UNKNOWN),
 					 errmsg("unknown tenant \"%s\"", tenant),
@@ -295,7 +318,7 @@ ContextEstablish(const char *tenant, const char *actor, const char *role,
 	PushKeyString(&state, "role", role);
 	PushKeyString(&state, "scope", scope);
 	PushKeyString(&state, "group", group);
-	PushKeyString(&state, "via", via);
+	PushKeyString(&state, "via", from_token ? "token" : "trusted");
 
 	if (extra != NULL)
 	{
@@ -311,10 +334,11 @@ ContextEstablish(const char *tenant, const char *actor, const char *role,
 			if (value == NULL)
 				continue;
 			if (strcmp(extra_keys[i], "ip") == 0)
-				(void) DirectFunctionCall1(inet_in, CStringGetDatum(value));
+				RequireIpAddress(value, from_token);
 			PushKeyString(&state, extra_keys[i], value);
 		}
-		if (JB_ROOT_COUNT(extra) > 0)
+		/* a token carries other claims (exp, iss...); the trusted path is strict */
+		if (!from_token && JB_ROOT_COUNT(extra) > 0)
 		{
 			JsonbIterator *it = JsonbIteratorInit(&extra->root);
 			JsonbValue	v;
@@ -376,8 +400,52 @@ autora_set_context_trusted(PG_FUNCTION_ARGS)
 							   TextArgOrNull(fcinfo, 1),
 							   TextArgOrNull(fcinfo, 2),
 							   PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3),
-							   "trusted",
+							   false,
 							   PG_ARGISNULL(4) ? true : PG_GETARG_BOOL(4));
+	PG_RETURN_JSONB_P(context);
+}
+
+/* A string-valued claim of a token (numbers are accepted as ids). */
+static char *
+TokenClaim(Jsonb *payload, const char *key)
+{
+	JsonbValue	k;
+	JsonbValue *v;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	v = findJsonbValueFromContainer(&payload->root, JB_FOBJECT, &k);
+	if (v == NULL || v->type == jbvNull)
+		return NULL;
+	if (v->type != jbvString && v->type != jbvNumeric)
+		ereport(ERROR,
+				(errcode(ERRCODE_AUTORA_BAD_TOKEN),
+				 errmsg("invalid context token: claim \"%s\" is not a string", key),
+				 errhint("Claims tenant, sub, role, email, ip, ua, endpoint, method and req are strings.")));
+	return JsonbGetString(payload, key);
+}
+
+PG_FUNCTION_INFO_V1(autora_set_context);
+Datum
+autora_set_context(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *payload;
+	Jsonb	   *context;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_AUTORA_BAD_TOKEN),
+				 errmsg("invalid context token: the token is NULL"),
+				 errhint("Pass the signed token the application received for this request.")));
+	payload = TokenVerify(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	for (int i = 0; i < lengthof(extra_keys); i++)
+		(void) TokenClaim(payload, extra_keys[i]);
+	context = ContextEstablish(TokenClaim(payload, "tenant"),
+							   TokenClaim(payload, "sub"),
+							   TokenClaim(payload, "role"),
+							   payload, true,
+							   PG_ARGISNULL(1) ? true : PG_GETARG_BOOL(1));
 	PG_RETURN_JSONB_P(context);
 }
 
@@ -389,7 +457,7 @@ autora_clear_context(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-static const AutoraContext *
+const AutoraContext *
 ContextRequired(void)
 {
 	const AutoraContext *ctx = ContextCurrent();

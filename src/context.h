@@ -29,4 +29,10 @@ extern void ContextDefineConfiguration(void);
 /* The context in force; never NULL (present is false when there is none). */
 extern const AutoraContext *ContextCurrent(void);
 
+/* Changes whenever the context does: a key for caches derived from it. */
+extern uint64 ContextGeneration(void);
+
+/* The context, or ZA001 when there is none. */
+extern const AutoraContext *ContextRequired(void);
+
 #endif							/* AUTORA_CONTEXT_H */

@@ -37,18 +37,22 @@
 #include "nodes/makefuncs.h"
 #include "parser/parsetree.h"
 #include "tcop/utility.h"
+#include "utils/acl.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
 #include "autora_audit.h"
+#include "context.h"
 #include "guard.h"
+#include "relinfo.h"
 #include "ledger.h"
 #include "sealer.h"
 
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 static ExecutorStart_hook_type prev_ExecutorStart = NULL;
 static object_access_hook_type prev_object_access_hook = NULL;
+static ExecutorCheckPerms_hook_type prev_ExecutorCheckPerms = NULL;
 
 /* relation whose autora objects protect()/unprotect() are changing */
 static Oid	allowed_relid = InvalidOid;
@@ -131,22 +135,28 @@ RelidOfNames(List *names)
 	return RelidOf(makeRangeVarFromNameList(names));
 }
 
-/* Does the relation carry an autora trigger, i.e. is it protected? */
 static bool
 IsProtected(Oid relid)
 {
-	Relation	rel;
-	bool		result = false;
+	return OidIsValid(relid) && get_rel_relkind(relid) != '\0' && RelIsProtected(relid);
+}
 
-	if (!OidIsValid(relid) || get_rel_relkind(relid) == '\0')
-		return false;
-	rel = relation_open(relid, AccessShareLock);
-	if (rel->trigdesc != NULL)
-		for (int i = 0; i < rel->trigdesc->numtriggers; i++)
-			if (IsAutoraTriggerFunction(rel->trigdesc->triggers[i].tgfoid))
-				result = true;
-	relation_close(rel, AccessShareLock);
-	return result;
+/* Policies that autora.protect() creates are named autora_*. */
+static bool
+IsAutoraPolicy(Oid relid, const char *policy)
+{
+	return policy != NULL && strncmp(policy, "autora_", 7) == 0 &&
+		relid != allowed_relid && IsProtected(relid);
+}
+
+static void
+RefusePolicy(const char *action, const char *what, Oid relid)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("%s %s on protected table \"%s\" is not allowed", action, what, get_rel_name(relid)),
+			 errdetail("Row level security keeps each store's rows to its own sessions."),
+			 errhint("Use autora.unprotect(table, reason), which is recorded in the ledger.")));
 }
 
 static bool
@@ -251,6 +261,17 @@ GuardDrop(DropStmt *stmt)
 						RefuseTrigger("DROP", trigname, relid);
 					break;
 				}
+			case OBJECT_POLICY:
+				{
+					List	   *names = (List *) object;
+					char	   *policy = strVal(llast(names));
+					Oid			relid = RelidOfNames(list_truncate(list_copy(names),
+																   list_length(names) - 1));
+
+					if (IsAutoraPolicy(relid, policy))
+						RefusePolicy("DROP POLICY", policy, relid);
+					break;
+				}
 			case OBJECT_EXTENSION:
 				if (IsAutoraName(strVal(object), "autora_audit") && LedgerHasEntries())
 					RefuseExtension("DROP EXTENSION autora_audit");
@@ -301,6 +322,12 @@ GuardAlterTable(AlterTableStmt *stmt)
 			case AT_DisableTrigUser:
 				RefuseTrigger("ALTER", NULL, relid);
 				break;
+			case AT_DisableRowSecurity:
+				RefusePolicy("DISABLE", "ROW LEVEL SECURITY", relid);
+				break;
+			case AT_NoForceRowSecurity:
+				RefusePolicy("NO FORCE", "ROW LEVEL SECURITY", relid);
+				break;
 			default:
 				break;
 		}
@@ -318,6 +345,11 @@ GuardRename(RenameStmt *stmt)
 			relid = RelidOf(stmt->relation);
 			if (relid != allowed_relid && IsAutoraTrigger(relid, stmt->subname))
 				RefuseTrigger("RENAME", stmt->subname, relid);
+			break;
+		case OBJECT_POLICY:
+			relid = RelidOf(stmt->relation);
+			if (IsAutoraPolicy(relid, stmt->subname))
+				RefusePolicy("ALTER POLICY", stmt->subname, relid);
 			break;
 		case OBJECT_SCHEMA:
 			if (IsAutoraName(stmt->subname, "autora") && LedgerGetOids(true) != NULL)
@@ -383,6 +415,15 @@ GuardUtility(Node *parsetree)
 				if (stmt->replace && relid != allowed_relid &&
 					IsAutoraTrigger(relid, stmt->trigname))
 					RefuseTrigger("CREATE OR REPLACE", stmt->trigname, relid);
+				break;
+			}
+		case T_AlterPolicyStmt:
+			{
+				AlterPolicyStmt *stmt = (AlterPolicyStmt *) parsetree;
+
+				relid = RelidOf(stmt->table);
+				if (IsAutoraPolicy(relid, stmt->policy_name))
+					RefusePolicy("ALTER POLICY", stmt->policy_name, relid);
 				break;
 			}
 		case T_RuleStmt:
@@ -508,6 +549,52 @@ autora_ExecutorStart(QueryDesc *queryDesc, int eflags)
 		standard_ExecutorStart(queryDesc, eflags);
 }
 
+/* --- permission check: no context, no access ------------------------------- */
+
+/*
+ * Runs at permission-check time, so a statement on a protected table fails
+ * without a context even when the table is empty (a policy would only run
+ * per row, and answer silently).  Roles that bypass RLS, and auditors that
+ * only read, need no context.
+ */
+static void
+RequireContextFor(RangeTblEntry *rte)
+{
+	Oid			user = OidIsValid(rte->checkAsUser) ? rte->checkAsUser : GetUserId();
+	Oid			auditor;
+
+	if (ContextCurrent()->present || has_bypassrls_privilege(user))
+		return;
+	auditor = get_role_oid("autora_auditor", true);
+	if ((rte->requiredPerms & ~ACL_SELECT) == 0 && OidIsValid(auditor) &&
+		has_privs_of_role(user, auditor))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_AUTORA_NO_CONTEXT),
+			 errmsg("no autora session context for protected table \"%s\"", get_rel_name(rte->relid)),
+			 errdetail("Rows of protected tables are visible only to a session that has identified its tenant and actor."),
+			 errhint("Call autora.set_context(token) at the start of the transaction.")));
+}
+
+static bool
+autora_ExecutorCheckPerms(List *rangeTable, bool ereport_on_violation)
+{
+	ListCell   *lc;
+
+	if (prev_ExecutorCheckPerms && !prev_ExecutorCheckPerms(rangeTable, ereport_on_violation))
+		return false;
+	foreach(lc, rangeTable)
+	{
+		RangeTblEntry *rte = lfirst(lc);
+
+		if (rte->rtekind == RTE_RELATION && rte->requiredPerms != 0 &&
+			(rte->relkind == RELKIND_RELATION || rte->relkind == RELKIND_PARTITIONED_TABLE) &&
+			RelIsProtected(rte->relid))
+			RequireContextFor(rte);
+	}
+	return true;
+}
+
 /* --- object access -------------------------------------------------------- */
 
 static void
@@ -537,4 +624,6 @@ GuardInstallHooks(void)
 	ExecutorStart_hook = autora_ExecutorStart;
 	prev_object_access_hook = object_access_hook;
 	object_access_hook = autora_object_access;
+	prev_ExecutorCheckPerms = ExecutorCheckPerms_hook;
+	ExecutorCheckPerms_hook = autora_ExecutorCheckPerms;
 }

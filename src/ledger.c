@@ -128,7 +128,7 @@ LedgerGetOids(bool missing_ok)
 		/* syscache lookups only: this runs for every statement's guard */
 		nsp = get_namespace_oid("autora", true);
 		if (OidIsValid(nsp) && OidIsValid(get_relname_relid("ledger", nsp)) &&
-			!(creating_extension && !OidIsValid(get_relname_relid("vault_key", nsp))))
+			!(creating_extension && !OidIsValid(get_relname_relid("keys", nsp))))
 		{
 			ledger_oids.namespace = nsp;
 			ledger_oids.ledger = RequireRelation("ledger", nsp);
@@ -138,6 +138,8 @@ LedgerGetOids(bool missing_ok)
 			ledger_oids.platform_seq = RequireRelation("chain_seq_platform", nsp);
 			ledger_oids.vault = RequireRelation("pii_vault", nsp);
 			ledger_oids.vault_key = RequireRelation("vault_key", nsp);
+			ledger_oids.tenants = RequireRelation("tenants", nsp);
+			ledger_oids.keys = RequireRelation("keys", nsp);
 			ledger_oids_state = LEDGER_PRESENT;
 		}
 		else

@@ -21,6 +21,8 @@ typedef struct LedgerOids
 	Oid			platform_seq;
 	Oid			vault;
 	Oid			vault_key;
+	Oid			tenants;
+	Oid			keys;
 } LedgerOids;
 
 /* What a capture or event supplies; ledger.c adds identity, time and hash. */

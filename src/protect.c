@@ -15,6 +15,8 @@
 #include "access/relation.h"
 #include "catalog/catalog.h"
 #include "catalog/namespace.h"
+#include "catalog/partition.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -57,6 +59,12 @@ DropAutoraTriggersSQL(Oid relid, const char *qualified)
 	return sql.data;
 }
 
+/*
+ * The DDL issued here fires the event trigger that calls
+ * autora_protect_partitions(); it must not act on our own work.
+ */
+static bool protect_in_progress = false;
+
 static void
 ExecuteDDL(const char *sql)
 {
@@ -70,15 +78,190 @@ static void
 ExecuteOnRelation(Oid relid, const char *sql)
 {
 	GuardAllowRelationBegin(relid);
+	protect_in_progress = true;
 	PG_TRY();
 	{
 		ExecuteDDL(sql);
 	}
 	PG_FINALLY();
 	{
+		protect_in_progress = false;
 		GuardAllowRelationEnd();
 	}
 	PG_END_TRY();
+}
+
+static char *
+QualifiedName(Oid relid)
+{
+	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+									  get_rel_name(relid));
+}
+
+/* First column of an SPI query's rows, as strings. */
+static List *
+QueryStrings(const char *sql)
+{
+	List	   *result = NIL;
+
+	if (SPI_execute(sql, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "autora: \"%s\" failed", sql);
+	for (uint64 i = 0; i < SPI_processed; i++)
+		result = lappend(result, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+	return result;
+}
+
+static bool
+HasTrigger(Oid relid, const char *name)
+{
+	Relation	rel = relation_open(relid, AccessShareLock);
+	bool		found = false;
+
+	if (rel->trigdesc != NULL)
+		for (int i = 0; i < rel->trigdesc->numtriggers; i++)
+			if (strcmp(rel->trigdesc->triggers[i].tgname, name) == 0)
+				found = true;
+	relation_close(rel, AccessShareLock);
+	return found;
+}
+
+/*
+ * Drops the autora policies of a relation; with others gone too, switches
+ * row level security off again.
+ */
+static void
+RemoveRowSecurity(Oid relid)
+{
+	char	   *qualified = QualifiedName(relid);
+	StringInfoData sql;
+	ListCell   *lc;
+	List	   *ours = QueryStrings(psprintf("SELECT polname FROM pg_policy WHERE polrelid = %u"
+											" AND polname LIKE 'autora\\_%%'", relid));
+	List	   *theirs = QueryStrings(psprintf("SELECT polname FROM pg_policy WHERE polrelid = %u"
+											  " AND polname NOT LIKE 'autora\\_%%'", relid));
+
+	initStringInfo(&sql);
+	foreach(lc, ours)
+		appendStringInfo(&sql, "DROP POLICY %s ON %s;", quote_identifier(lfirst(lc)), qualified);
+	if (theirs == NIL)
+		appendStringInfo(&sql, "ALTER TABLE %s NO FORCE ROW LEVEL SECURITY, DISABLE ROW LEVEL SECURITY;",
+						 qualified);
+	ExecuteOnRelation(relid, sql.data);
+}
+
+/*
+ * Row level security for one relation of a protected tree: reads see the
+ * context's visible stores, writes only the context's own store.  The
+ * autora policies are RESTRICTIVE, so they narrow whatever policies the
+ * table has; the permissive autora_base is added only when it has none of
+ * its own, so it never widens theirs.
+ */
+static void
+ApplyRowSecurity(Oid relid, const char *column)
+{
+	char	   *qualified = QualifiedName(relid);
+	char	   *col = (char *) quote_identifier(column);
+	Oid			type = getBaseType(get_atttype(relid, get_attnum(relid, column)));
+	const char *cast;
+	const char *visible;
+	char	   *own;
+	StringInfoData sql;
+	List	   *permissive;
+
+	switch (type)
+	{
+		case INT4OID:
+			cast = "integer", visible = "int4";
+			break;
+		case INT8OID:
+			cast = "bigint", visible = "int8";
+			break;
+		case UUIDOID:
+			cast = "uuid", visible = "uuid";
+			break;
+		default:
+			cast = "text", visible = "text";
+			break;
+	}
+	own = psprintf("%s = (SELECT autora.tenant())::%s", col, cast);
+
+	RemoveRowSecurity(relid);
+	permissive = QueryStrings(psprintf("SELECT polname FROM pg_policy WHERE polrelid = %u"
+									   " AND polpermissive", relid));
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "ALTER TABLE %s ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;",
+					 qualified);
+	if (permissive == NIL)
+		appendStringInfo(&sql, "CREATE POLICY autora_base ON %s AS PERMISSIVE FOR ALL"
+						 " USING (true) WITH CHECK (true);", qualified);
+	/* (SELECT f())::type[] is an initplan: the list is computed once per statement */
+	appendStringInfo(&sql,
+					 "CREATE POLICY autora_read ON %s AS RESTRICTIVE FOR SELECT"
+					 " USING (%s = ANY ((SELECT autora._visible_%s())::%s[]));"
+					 "CREATE POLICY autora_insert ON %s AS RESTRICTIVE FOR INSERT WITH CHECK (%s);"
+					 "CREATE POLICY autora_update ON %s AS RESTRICTIVE FOR UPDATE USING (%s) WITH CHECK (%s);"
+					 "CREATE POLICY autora_delete ON %s AS RESTRICTIVE FOR DELETE USING (%s);",
+					 qualified, col, visible, cast,
+					 qualified, own,
+					 qualified, own, own,
+					 qualified, own);
+	ExecuteOnRelation(relid, sql.data);
+}
+
+/*
+ * Partitions: PostgreSQL clones row triggers to partitions, but neither
+ * policies nor statement triggers, and a partition can be queried directly.
+ * Each member of the tree gets its own policies and TRUNCATE trigger.
+ */
+static void
+ProtectPartitions(Oid root, const char *column, const char *args)
+{
+	List	   *members = find_all_inheritors(root, ShareRowExclusiveLock, NULL);
+	ListCell   *lc;
+
+	foreach(lc, members)
+	{
+		Oid			member = lfirst_oid(lc);
+		char	   *qualified;
+
+		if (member == root)
+			continue;
+		ApplyRowSecurity(member, column);
+		if (HasTrigger(member, TRUNCATE_TRIGGER))
+			continue;
+		qualified = QualifiedName(member);
+		ExecuteOnRelation(member,
+						  psprintf("CREATE TRIGGER " TRUNCATE_TRIGGER " BEFORE TRUNCATE ON %s"
+								   " FOR EACH STATEMENT EXECUTE FUNCTION autora.capture_truncate(%s);"
+								   "ALTER TABLE %s ENABLE ALWAYS TRIGGER " TRUNCATE_TRIGGER ";",
+								   qualified, args, qualified));
+	}
+}
+
+static void
+UnprotectPartitions(Oid root)
+{
+	List	   *members = find_all_inheritors(root, ShareRowExclusiveLock, NULL);
+	ListCell   *lc;
+
+	foreach(lc, members)
+	{
+		Oid			member = lfirst_oid(lc);
+
+		if (member == root)
+			continue;
+		RemoveRowSecurity(member);
+		if (HasTrigger(member, TRUNCATE_TRIGGER))
+			ExecuteOnRelation(member, psprintf("DROP TRIGGER " TRUNCATE_TRIGGER " ON %s;",
+											   QualifiedName(member)));
+	}
+}
+
+static char *
+TriggerArguments(const char *tenant_column, const char *pii, const char *excluded)
+{
+	return psprintf("%s, %s, %s", quote_literal_cstr(tenant_column),
+					quote_literal_cstr(pii), quote_literal_cstr(excluded));
 }
 
 /*
@@ -245,12 +428,10 @@ autora_protect(PG_FUNCTION_ARGS)
 							 : PG_GETARG_ARRAYTYPE_P(2), "pii_columns", tenant_column);
 	excluded = ColumnListArgument(relid, PG_ARGISNULL(3) ? construct_empty_array(NAMEOID)
 								  : PG_GETARG_ARRAYTYPE_P(3), "exclude_columns", tenant_column);
-	qualified = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-										   RelationGetRelationName(rel));
+	qualified = QualifiedName(relid);
 	relation_close(rel, NoLock);
 
-	args = psprintf("%s, %s, %s", quote_literal_cstr(tenant_column),
-					quote_literal_cstr(pii), quote_literal_cstr(excluded));
+	args = TriggerArguments(tenant_column, pii, excluded);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "autora: SPI_connect failed");
@@ -270,6 +451,8 @@ autora_protect(PG_FUNCTION_ARGS)
 					 " ENABLE ALWAYS TRIGGER " TRUNCATE_TRIGGER ";",
 					 qualified, args, qualified, args, qualified, args, qualified);
 	ExecuteOnRelation(relid, sql.data);
+	ApplyRowSecurity(relid, tenant_column);
+	ProtectPartitions(relid, tenant_column, args);
 
 	resetStringInfo(&sql);
 	appendStringInfo(&sql,
@@ -314,8 +497,7 @@ autora_unprotect(PG_FUNCTION_ARGS)
 	relid = PG_GETARG_OID(0);
 
 	rel = relation_open(relid, ShareRowExclusiveLock);
-	qualified = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-										   RelationGetRelationName(rel));
+	qualified = QualifiedName(relid);
 	relation_close(rel, NoLock);
 	sql = DropAutoraTriggersSQL(relid, qualified);
 	if (sql[0] == '\0')
@@ -327,9 +509,48 @@ autora_unprotect(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "autora: SPI_connect failed");
 	ExecuteOnRelation(relid, sql);
+	RemoveRowSecurity(relid);
+	UnprotectPartitions(relid);
 	ExecuteDDL(psprintf("DELETE FROM autora.protected WHERE relid = %u", relid));
 	RecordTableEvent("unprotect", qualified,
 					 psprintf("{\"reason\": %s}", JsonQuote(reason)));
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/*
+ * Called by the event trigger for new partitions and ATTACH PARTITION:
+ * brings every member of a protected partition tree under protection.
+ */
+PG_FUNCTION_INFO_V1(autora_protect_partitions);
+Datum
+autora_protect_partitions(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	List	   *ancestors;
+	Oid			root;
+
+	if (protect_in_progress || get_rel_relkind(relid) == '\0')
+		PG_RETURN_VOID();
+	ancestors = get_partition_ancestors(relid);
+	root = ancestors == NIL ? relid : llast_oid(ancestors);
+	if (get_rel_relkind(root) != RELKIND_PARTITIONED_TABLE)
+		PG_RETURN_VOID();
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "autora: SPI_connect failed");
+	if (SPI_execute(psprintf("SELECT tenant_column::text, pii_columns::text, exclude_columns::text"
+							 " FROM autora.protected WHERE relid = %u", root), true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "autora: reading autora.protected failed");
+	if (SPI_processed > 0)
+	{
+		HeapTuple	row = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		char	   *column = SPI_getvalue(row, desc, 1);
+
+		ProtectPartitions(root, column,
+						  TriggerArguments(column, SPI_getvalue(row, desc, 2), SPI_getvalue(row, desc, 3)));
+	}
 	SPI_finish();
 	PG_RETURN_VOID();
 }

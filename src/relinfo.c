@@ -21,11 +21,21 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/relcache.h"
 
+#include "guard.h"
 #include "relinfo.h"
 
 static HTAB *RelInfoCache = NULL;
 static MemoryContext RelInfoMemory = NULL;
+
+/* relid -> does it carry autora triggers; consulted for every query */
+typedef struct ProtectedEntry
+{
+	Oid			relid;
+	bool		protected;
+} ProtectedEntry;
+static HTAB *ProtectedCache = NULL;
 
 static void
 RelInfoInvalidate(Datum arg, Oid relid)
@@ -33,6 +43,16 @@ RelInfoInvalidate(Datum arg, Oid relid)
 	HASH_SEQ_STATUS status;
 	RelInfo    *info;
 
+	if (ProtectedCache != NULL)
+	{
+		if (OidIsValid(relid))
+			hash_search(ProtectedCache, &relid, HASH_REMOVE, NULL);
+		else
+		{
+			hash_destroy(ProtectedCache);
+			ProtectedCache = NULL;
+		}
+	}
 	if (RelInfoCache == NULL)
 		return;
 	if (OidIsValid(relid))
@@ -51,6 +71,46 @@ void
 RelInfoInit(void)
 {
 	CacheRegisterRelcacheCallback(RelInfoInvalidate, (Datum) 0);
+}
+
+bool
+RelIsProtected(Oid relid)
+{
+	ProtectedEntry *entry;
+	Relation	rel;
+	bool		found;
+	bool		protected = false;
+
+	if (ProtectedCache == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(ProtectedEntry);
+		ctl.hcxt = CacheMemoryContext;
+		ProtectedCache = hash_create("autora protected relations", 128, &ctl,
+									 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	entry = hash_search(ProtectedCache, &relid, HASH_FIND, &found);
+	if (entry != NULL)
+		return entry->protected;
+
+	rel = RelationIdGetRelation(relid);
+	if (!RelationIsValid(rel))
+		return false;
+	if (rel->trigdesc != NULL)
+		for (int i = 0; i < rel->trigdesc->numtriggers; i++)
+			if (IsAutoraTriggerFunction(rel->trigdesc->triggers[i].tgfoid))
+				protected = true;
+	RelationClose(rel);
+
+	/* the lookups above may have reset the cache through invalidations */
+	if (ProtectedCache != NULL)
+	{
+		entry = hash_search(ProtectedCache, &relid, HASH_ENTER, &found);
+		entry->protected = protected;
+	}
+	return protected;
 }
 
 static ColumnJsonKind

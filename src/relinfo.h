@@ -62,6 +62,9 @@ typedef struct RelInfo
 
 extern void RelInfoInit(void);
 
+/* Does the relation carry autora's capture trigger?  Cached per relation. */
+extern bool RelIsProtected(Oid relid);
+
 /*
  * Metadata for the relation a capture trigger fired on.  The trigger's
  * arguments are (tenant_column, pii_columns, exclude_columns).

@@ -1,0 +1,17 @@
+/*-------------------------------------------------------------------------
+ * scope.h
+ *	  The stores a session context may see.
+ *-------------------------------------------------------------------------
+ */
+#ifndef AUTORA_SCOPE_H
+#define AUTORA_SCOPE_H
+
+#include "nodes/pg_list.h"
+
+/* Is tenant registered?  Sets *group (NULL when it has none). */
+extern bool TenantLookup(const char *tenant, char **group);
+
+/* Registered tenant ids, sorted: of one group, or all of them. */
+extern List *TenantsOfGroup(const char *group, bool all);
+
+#endif							/* AUTORA_SCOPE_H */

@@ -55,9 +55,12 @@ SELECT pg_catalog.pg_extension_config_dump('autora.actor_roles', '');
 -- Per-tenant entry numbering: one sequence per chain, non-transactional so
 -- that writers of one tenant never wait for each other.  The platform chain
 -- (entries without a tenant) has its own.
-CREATE SEQUENCE autora.ledger_id_seq AS bigint;
+-- Each backend takes entry numbers 64 at a time: ids and per-tenant
+-- sequence numbers rise within a session and may have gaps; block
+-- membership, not numbering, is what verification relies on.
+CREATE SEQUENCE autora.ledger_id_seq AS bigint CACHE 64;
 CREATE SEQUENCE autora.ledger_block_id_seq AS bigint;
-CREATE SEQUENCE autora.chain_seq_platform AS bigint;
+CREATE SEQUENCE autora.chain_seq_platform AS bigint CACHE 64;
 
 ------------------------------------------------------------------------------
 -- The ledger.  Only the capture path and the sealer write these relations,
@@ -264,7 +267,7 @@ BEGIN
     ON CONFLICT ON CONSTRAINT tenants_pkey DO UPDATE
         SET group_id = EXCLUDED.group_id, name = EXCLUDED.name;
     IF to_regclass(format('autora.%I', autora._chain_seq_name(add_tenant.tenant_id))) IS NULL THEN
-        EXECUTE format('CREATE SEQUENCE autora.%I AS bigint',
+        EXECUTE format('CREATE SEQUENCE autora.%I AS bigint CACHE 64',
                        autora._chain_seq_name(add_tenant.tenant_id));
     END IF;
 END

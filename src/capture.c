@@ -146,7 +146,8 @@ PushColumnValue(JsonbParseState **state, CapturedColumn *col, Datum value, bool 
 }
 
 /*
- * jsonb object of the given columns (indexes into info->columns) of a row.
+ * jsonb object of the given columns (indexes into info->columns, in jsonb
+ * key order) of a row.
  * PII columns appear as their keyed digest; when clear is given, their clear
  * text is pushed there as well, as members of an object under construction.
  */
@@ -160,7 +161,7 @@ RowToJsonb(RelInfo *info, const int *cols, int ncols, Datum *values, bool *nulls
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 	for (int i = 0; i < ncols; i++)
 	{
-		CapturedColumn *col = &info->columns[cols ? cols[i] : i];
+		CapturedColumn *col = &info->columns[cols[i]];
 		int			att = col->attnum - 1;
 
 		PushString(&state, WJB_KEY, col->name);
@@ -203,7 +204,8 @@ RowImage(RelInfo *info, Datum *values, bool *nulls, JsonbParseState **vault,
 		PushString(vault, WJB_KEY, key);
 		pushJsonbValue(vault, WJB_BEGIN_OBJECT, NULL);
 	}
-	image = RowToJsonb(info, NULL, info->ncolumns, values, nulls, *vault ? vault : NULL);
+	image = RowToJsonb(info, info->json_order, info->ncolumns, values, nulls,
+					   *vault ? vault : NULL);
 	if (*vault)
 		pushJsonbValue(vault, WJB_END_OBJECT, NULL);
 	return image;

@@ -274,7 +274,7 @@ MakeInt8Array(const uint64 *vals, int n)
 
 /* Writes one block of n entries of a tenant, chained to prev_hash. */
 static void
-WriteBlock(Relation blocks, const LedgerOids *oids, const char *tenant,
+WriteBlock(const LedgerOids *oids, const char *tenant,
 		   int64 block_no, const int64 *ids, const uint8 *hashes, int64 n,
 		   uint8 prev_hash[LEDGER_HASH_LEN], const SealHorizon *cur)
 {
@@ -313,7 +313,7 @@ WriteBlock(Relation blocks, const LedgerOids *oids, const char *tenant,
 	values[BC_SEAL_XMAX] = Int64GetDatum((int64) cur->xmax);
 	values[BC_SEAL_XIP] = PointerGetDatum(MakeInt8Array(cur->xip, cur->nxip));
 
-	LedgerInsertTuple(blocks, values, nulls);
+	LedgerInsertTuple(oids->blocks, values, nulls);
 	memcpy(prev_hash, block_hash, LEDGER_HASH_LEN);
 }
 
@@ -339,7 +339,6 @@ SealPending(void)
 	TenantBatch **sorted;
 	long		nbatches = 0;
 	int64		sealed = 0;
-	Relation	blocks;
 
 	round_cxt = AllocSetContextCreate(CurrentMemoryContext, "autora seal round",
 									  ALLOCSET_DEFAULT_SIZES);
@@ -369,7 +368,6 @@ SealPending(void)
 		sorted[nbatches++] = b;
 	qsort(sorted, nbatches, sizeof(TenantBatch *), CompareBatchKeys);
 
-	blocks = table_open(oids->blocks, RowExclusiveLock);
 	PushActiveSnapshot(snap);
 	for (long t = 0; t < nbatches; t++)
 	{
@@ -382,13 +380,12 @@ SealPending(void)
 		{
 			int64		n = Min((int64) autora_block_size, b->n - off);
 
-			WriteBlock(blocks, oids, tenant, ++block_no, b->ids + off,
+			WriteBlock(oids, tenant, ++block_no, b->ids + off,
 					   b->hashes + LEDGER_HASH_LEN * off, n, prev_hash, &cur);
 		}
 		sealed += b->n;
 	}
 	PopActiveSnapshot();
-	table_close(blocks, NoLock);
 
 	SPI_finish();
 	UnregisterSnapshot(snap);

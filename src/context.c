@@ -2,14 +2,15 @@
  * context.c
  *	  The session context, held in GUCs that only this module may set.
  *
- * The whole context is one JSON value in the hidden GUC autora.context;
- * autora.tenant_id, autora.actor_id and autora.actor_role mirror it for
- * current_setting().  All four are set together at one nesting level, so
+ * The whole context is one JSON value in the hidden GUC autora.context, so
  * the GUC machinery gives us transaction scope, SAVEPOINT / ROLLBACK TO and
  * abort restore, DISCARD ALL / RESET ALL clearing and parallel-worker
- * propagation, and never a mixed context.  A check hook refuses every value
- * that does not come from set_context*: SET, set_config(), ALTER ROLE SET,
- * function SET clauses and connection options all fail.
+ * propagation.  autora.tenant_id, autora.actor_id and autora.actor_role are
+ * views of it for current_setting(): their show hooks read the one context,
+ * so no RESET of a single variable can make them disagree with it.  A check
+ * hook refuses every value that does not come from set_context*: SET,
+ * set_config(), ALTER ROLE SET, function SET clauses and connection options
+ * all fail.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -71,29 +72,53 @@ ContextJsonAssign(const char *newval, void *extra)
 	context_generation++;
 }
 
+static const char *
+ShowTenant(void)
+{
+	const char *v = ContextCurrent()->tenant;
+
+	return v ? v : "";
+}
+
+static const char *
+ShowActor(void)
+{
+	const char *v = ContextCurrent()->actor;
+
+	return v ? v : "";
+}
+
+static const char *
+ShowActorRole(void)
+{
+	const char *v = ContextCurrent()->role;
+
+	return v ? v : "";
+}
+
 static void
 DefineContextVariable(const char *name, const char *desc, char **var,
-					  GucStringAssignHook assign, int extra_flags)
+					  GucStringAssignHook assign, GucShowHook show, int extra_flags)
 {
 	DefineCustomStringVariable(name, desc,
 							   "Read-only: set by autora.set_context() or autora.set_context_trusted().",
 							   var, "",
 							   PGC_SUSET,
 							   GUC_NOT_IN_SAMPLE | GUC_DISALLOW_IN_FILE | extra_flags,
-							   ContextGucCheck, assign, NULL);
+							   ContextGucCheck, assign, show);
 }
 
 void
 ContextDefineConfiguration(void)
 {
 	DefineContextVariable("autora.tenant_id", "Tenant (store) of the session context.",
-						  &context_tenant_guc, NULL, 0);
+						  &context_tenant_guc, NULL, ShowTenant, 0);
 	DefineContextVariable("autora.actor_id", "Actor (application user) of the session context.",
-						  &context_actor_guc, NULL, 0);
+						  &context_actor_guc, NULL, ShowActor, 0);
 	DefineContextVariable("autora.actor_role", "Actor role of the session context.",
-						  &context_role_guc, NULL, 0);
+						  &context_role_guc, NULL, ShowActorRole, 0);
 	DefineContextVariable("autora.context", "The whole session context, as JSON.",
-						  &context_json, ContextJsonAssign, GUC_NO_SHOW_ALL);
+						  &context_json, ContextJsonAssign, NULL, GUC_NO_SHOW_ALL);
 }
 
 /* String value of a top-level key of a jsonb object, or NULL. */
@@ -167,12 +192,11 @@ ContextCurrent(void)
 }
 
 /*
- * Installs a context: the four GUCs at one nesting level.  json is NULL to
- * clear.  is_local gives transaction scope (SET LOCAL semantics).
+ * Installs a context (json NULL clears it); is_local gives transaction
+ * scope (SET LOCAL semantics).
  */
 static void
-ContextInstall(const char *json, const char *tenant, const char *actor,
-			   const char *role, bool is_local)
+ContextInstall(const char *json, bool is_local)
 {
 	GucAction	action = is_local ? GUC_ACTION_LOCAL : GUC_ACTION_SET;
 
@@ -181,12 +205,6 @@ ContextInstall(const char *json, const char *tenant, const char *actor,
 	{
 		/* the caller's privileges do not matter: the check hook decides */
 		(void) set_config_option("autora.context", json ? json : "", PGC_SUSET,
-								 PGC_S_SESSION, action, true, 0, false);
-		(void) set_config_option("autora.tenant_id", tenant ? tenant : "", PGC_SUSET,
-								 PGC_S_SESSION, action, true, 0, false);
-		(void) set_config_option("autora.actor_id", actor ? actor : "", PGC_SUSET,
-								 PGC_S_SESSION, action, true, 0, false);
-		(void) set_config_option("autora.actor_role", role ? role : "", PGC_SUSET,
 								 PGC_S_SESSION, action, true, 0, false);
 	}
 	PG_FINALLY();
@@ -366,7 +384,7 @@ ContextEstablish(const char *tenant, const char *actor, const char *role,
 	context = JsonbValueToJsonb(res);
 	json = JsonbToCString(NULL, &context->root, VARSIZE(context));
 
-	ContextInstall(json, tenant, actor, role, is_local);
+	ContextInstall(json, is_local);
 	return context;
 }
 
@@ -453,7 +471,7 @@ PG_FUNCTION_INFO_V1(autora_clear_context);
 Datum
 autora_clear_context(PG_FUNCTION_ARGS)
 {
-	ContextInstall(NULL, NULL, NULL, NULL, false);
+	ContextInstall(NULL, false);
 	PG_RETURN_VOID();
 }
 

@@ -11,8 +11,15 @@
  *	                   refusal and its SQLSTATE are ours.
  *	  ExecutorStart    refuses any plan that writes a ledger relation
  *	                   (INSERT, UPDATE, DELETE, MERGE, data-modifying CTEs).
- *	  object_access    refuses the drop of a ledger relation however it is
- *	                   reached (DROP SCHEMA ... CASCADE, DROP OWNED).
+ *	                   DDL on anything else in schema autora (functions,
+ *	                   views, sequences: replacing capture_row would switch
+ *	                   capture off) is refused outside the extension's own
+ *	                   scripts, and so is dropping a protected table.
+ *	  ExecutorCheckPerms  refuses protected tables to sessions without a
+ *	                   context (ZA001), even when the table is empty.
+ *	  object_access    refuses the drop of a ledger relation or a protected
+ *	                   table however it is reached (DROP SCHEMA ... CASCADE,
+ *	                   DROP OWNED).
  *
  * capture and the sealer write heap and indexes directly and never meet
  * these hooks, so there is no bypass for SQL.  The one exception is restore:
@@ -21,12 +28,14 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/relation.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "catalog/namespace.h"
 #include "catalog/objectaccess.h"
 #include "catalog/pg_class.h"
+#include "catalog/indexing.h"
 #include "catalog/pg_trigger.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
@@ -35,9 +44,11 @@
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "parser/parse_func.h"
 #include "parser/parsetree.h"
 #include "tcop/utility.h"
 #include "utils/acl.h"
+#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -222,6 +233,56 @@ RestoreAllowed(Oid relid)
 	return empty;
 }
 
+/* Is the object in schema autora, outside the extension's own scripts? */
+static bool
+InAutoraSchema(Oid nsp)
+{
+	const LedgerOids *oids = LedgerGetOids(true);
+
+	return oids != NULL && OidIsValid(nsp) && nsp == oids->namespace && !creating_extension;
+}
+
+static bool
+FunctionInAutoraSchema(ObjectType type, ObjectWithArgs *func)
+{
+	Oid			funcid = LookupFuncWithArgs(type, func, true);
+
+	return OidIsValid(funcid) && InAutoraSchema(get_func_namespace(funcid));
+}
+
+static bool
+RelationInAutoraSchema(Oid relid)
+{
+	return OidIsValid(relid) && InAutoraSchema(get_rel_namespace(relid));
+}
+
+static void
+RefuseAutoraObject(const char *action, const char *name)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("%s of autora object \"%s\" is not allowed", action, name),
+			 errdetail("The functions, views and tables of schema autora enforce capture and tenancy; changing them would switch that off."),
+			 errhint("Upgrade the extension with ALTER EXTENSION autora_audit UPDATE instead.")));
+}
+
+static void
+RefuseProtectedDrop(Oid relid)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("DROP of protected table \"%s\" is not allowed", get_rel_name(relid)),
+			 errdetail("Dropping it would remove every store's rows without a ledger entry."),
+			 errhint("Remove protection first with autora.unprotect(table, reason), which is recorded in the ledger.")));
+}
+
+static bool
+IsFunctionType(ObjectType type)
+{
+	return type == OBJECT_FUNCTION || type == OBJECT_PROCEDURE ||
+		type == OBJECT_ROUTINE || type == OBJECT_AGGREGATE;
+}
+
 static bool
 IsAutoraName(const char *name, const char *expected)
 {
@@ -243,13 +304,27 @@ GuardDrop(DropStmt *stmt)
 		{
 			case OBJECT_TABLE:
 			case OBJECT_INDEX:
+			case OBJECT_VIEW:
+			case OBJECT_SEQUENCE:
+			case OBJECT_MATVIEW:
 				{
 					Oid			relid = RelidOfNames((List *) object);
 
 					if (IsLedgerRelation(relid))
 						RefuseLedger("DROP", relid);
+					if (RelationInAutoraSchema(relid))
+						RefuseAutoraObject("DROP", get_rel_name(relid));
+					if (IsProtected(relid))
+						RefuseProtectedDrop(relid);
 					break;
 				}
+			case OBJECT_FUNCTION:
+			case OBJECT_PROCEDURE:
+			case OBJECT_ROUTINE:
+			case OBJECT_AGGREGATE:
+				if (FunctionInAutoraSchema(stmt->removeType, (ObjectWithArgs *) object))
+					RefuseAutoraObject("DROP", NameListToString(((ObjectWithArgs *) object)->objname));
+				break;
 			case OBJECT_TRIGGER:
 				{
 					List	   *names = (List *) object;
@@ -300,6 +375,8 @@ GuardAlterTable(AlterTableStmt *stmt)
 		return;
 	if (IsLedgerRelation(relid))
 		RefuseLedger("ALTER", relid);
+	if (RelationInAutoraSchema(relid))
+		RefuseAutoraObject("ALTER", get_rel_name(relid));
 	if (relid == allowed_relid || !IsProtected(relid))
 		return;
 
@@ -358,10 +435,19 @@ GuardRename(RenameStmt *stmt)
 						 errmsg("renaming schema autora is not allowed"),
 						 errhint("The schema belongs to extension autora_audit.")));
 			break;
+		case OBJECT_FUNCTION:
+		case OBJECT_PROCEDURE:
+		case OBJECT_ROUTINE:
+		case OBJECT_AGGREGATE:
+			if (FunctionInAutoraSchema(stmt->renameType, (ObjectWithArgs *) stmt->object))
+				RefuseAutoraObject("RENAME", NameListToString(((ObjectWithArgs *) stmt->object)->objname));
+			break;
 		default:
 			relid = RelidOf(stmt->relation);
 			if (IsLedgerRelation(relid))
 				RefuseLedger("RENAME", relid);
+			if (RelationInAutoraSchema(relid))
+				RefuseAutoraObject("RENAME", get_rel_name(relid));
 			break;
 	}
 }
@@ -401,10 +487,56 @@ GuardUtility(Node *parsetree)
 			GuardRename((RenameStmt *) parsetree);
 			break;
 		case T_AlterObjectSchemaStmt:
-			relid = RelidOf(((AlterObjectSchemaStmt *) parsetree)->relation);
-			if (IsLedgerRelation(relid))
-				RefuseLedger("ALTER ... SET SCHEMA", relid);
-			break;
+			{
+				AlterObjectSchemaStmt *stmt = (AlterObjectSchemaStmt *) parsetree;
+
+				relid = RelidOf(stmt->relation);
+				if (IsLedgerRelation(relid))
+					RefuseLedger("ALTER ... SET SCHEMA", relid);
+				if (RelationInAutoraSchema(relid))
+					RefuseAutoraObject("ALTER ... SET SCHEMA", get_rel_name(relid));
+				if (IsFunctionType(stmt->objectType) &&
+					FunctionInAutoraSchema(stmt->objectType, (ObjectWithArgs *) stmt->object))
+					RefuseAutoraObject("ALTER ... SET SCHEMA",
+									   NameListToString(((ObjectWithArgs *) stmt->object)->objname));
+				break;
+			}
+		case T_AlterOwnerStmt:
+			{
+				AlterOwnerStmt *stmt = (AlterOwnerStmt *) parsetree;
+
+				if (IsFunctionType(stmt->objectType) &&
+					FunctionInAutoraSchema(stmt->objectType, (ObjectWithArgs *) stmt->object))
+					RefuseAutoraObject("ALTER ... OWNER",
+									   NameListToString(((ObjectWithArgs *) stmt->object)->objname));
+				break;
+			}
+		case T_AlterFunctionStmt:
+			{
+				AlterFunctionStmt *stmt = (AlterFunctionStmt *) parsetree;
+
+				if (FunctionInAutoraSchema(stmt->objtype, stmt->func))
+					RefuseAutoraObject("ALTER FUNCTION", NameListToString(stmt->func->objname));
+				break;
+			}
+		case T_CreateFunctionStmt:
+			{
+				CreateFunctionStmt *stmt = (CreateFunctionStmt *) parsetree;
+				char	   *name;
+
+				if (InAutoraSchema(QualifiedNameGetCreationNamespace(stmt->funcname, &name)))
+					RefuseAutoraObject(stmt->replace ? "CREATE OR REPLACE FUNCTION" : "CREATE FUNCTION", name);
+				break;
+			}
+		case T_ViewStmt:
+			{
+				ViewStmt   *stmt = (ViewStmt *) parsetree;
+
+				if (InAutoraSchema(RangeVarGetCreationNamespace(stmt->view)))
+					RefuseAutoraObject(stmt->replace ? "CREATE OR REPLACE VIEW" : "CREATE VIEW",
+									   stmt->view->relname);
+				break;
+			}
 		case T_CreateTrigStmt:
 			{
 				CreateTrigStmt *stmt = (CreateTrigStmt *) parsetree;
@@ -412,6 +544,8 @@ GuardUtility(Node *parsetree)
 				relid = RelidOf(stmt->relation);
 				if (IsLedgerRelation(relid))
 					RefuseLedger("CREATE TRIGGER", relid);
+				if (RelationInAutoraSchema(relid))
+					RefuseAutoraObject("CREATE TRIGGER on", get_rel_name(relid));
 				if (stmt->replace && relid != allowed_relid &&
 					IsAutoraTrigger(relid, stmt->trigname))
 					RefuseTrigger("CREATE OR REPLACE", stmt->trigname, relid);
@@ -597,6 +731,31 @@ autora_ExecutorCheckPerms(List *rangeTable, bool ereport_on_violation)
 
 /* --- object access -------------------------------------------------------- */
 
+/* The relation of an autora trigger, or InvalidOid for any other trigger. */
+static Oid
+AutoraTriggerRelation(Oid trigger_oid)
+{
+	Relation	rel = table_open(TriggerRelationId, AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Oid			relid = InvalidOid;
+
+	ScanKeyInit(&key, Anum_pg_trigger_oid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(trigger_oid));
+	scan = systable_beginscan(rel, TriggerOidIndexId, true, NULL, 1, &key);
+	if (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Form_pg_trigger trig = (Form_pg_trigger) GETSTRUCT(tup);
+
+		if (IsAutoraTriggerFunction(trig->tgfoid))
+			relid = trig->tgrelid;
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return relid;
+}
+
 static void
 autora_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 					 int subId, void *arg)
@@ -612,6 +771,19 @@ autora_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 		if (oids != NULL && (objectId == oids->ledger || objectId == oids->blocks ||
 							 objectId == oids->vault || objectId == oids->vault_key))
 			RefuseLedger("DROP", objectId);
+	}
+
+	/*
+	 * A cascaded drop removes a table's triggers before the table, so the
+	 * protected table is recognised by its autora triggers going.
+	 */
+	if (access == OAT_DROP && classId == TriggerRelationId &&
+		!extension_drop_allowed && !IsBinaryUpgrade && LedgerGetOids(true) != NULL)
+	{
+		Oid			relid = AutoraTriggerRelation(objectId);
+
+		if (OidIsValid(relid) && relid != allowed_relid)
+			RefuseProtectedDrop(relid);
 	}
 }
 

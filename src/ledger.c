@@ -29,6 +29,7 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/timestamp.h"
 
 #include "autora_audit.h"
@@ -56,12 +57,16 @@ typedef struct TenantChain
 } TenantChain;
 static HTAB *TenantChains = NULL;
 
+static void WritersCloseAll(bool commit);
+static void WritersInvalidate(Oid relid);
+
 /* did this transaction append entries? (wakes the sealer at commit) */
 static bool entries_appended = false;
 
 static void
 LedgerRelcacheCallback(Datum arg, Oid relid)
 {
+	WritersInvalidate(relid);
 	/* an absent extension may have been created: any change rechecks */
 	if (ledger_oids_state == LEDGER_ABSENT || !OidIsValid(relid) ||
 		relid == ledger_oids.ledger || relid == ledger_oids.blocks)
@@ -83,6 +88,11 @@ LedgerXactCallback(XactEvent event, void *arg)
 {
 	switch (event)
 	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PARALLEL_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
+			WritersCloseAll(true);
+			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 			if (entries_appended)
@@ -91,6 +101,7 @@ LedgerXactCallback(XactEvent event, void *arg)
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
+			WritersCloseAll(false);
 			entries_appended = false;
 			break;
 		default:
@@ -171,28 +182,111 @@ IsLedgerRelation(Oid relid)
 		heap == oids->vault || heap == oids->vault_key;
 }
 
-void
-LedgerInsertTuple(Relation rel, Datum *values, bool *nulls)
+/*
+ * Insert state for one ledger relation, kept open until the transaction
+ * ends: opening the relation, its indexes and an executor state per entry
+ * cost more than writing the entry.  Owned by the top transaction's
+ * resource owner and memory, so a subtransaction abort leaves it intact and
+ * a transaction abort releases it; commit closes it.
+ */
+typedef struct LedgerWriter
 {
-	EState	   *estate = CreateExecutorState();
-	ResultRelInfo *rri = makeNode(ResultRelInfo);
-	TupleTableSlot *slot = table_slot_create(rel, NULL);
-	int			natts = RelationGetDescr(rel)->natts;
+	Oid			relid;			/* InvalidOid: unused */
+	bool		stale;			/* relcache invalidation: reopen before use */
+	Relation	rel;
+	ResultRelInfo *rri;
+	EState	   *estate;
+	TupleTableSlot *slot;
+} LedgerWriter;
 
-	InitResultRelInfo(rri, rel, 1, NULL, 0);
-	ExecOpenIndices(rri, false);
+#define MAX_WRITERS 4
+static LedgerWriter writers[MAX_WRITERS];
 
-	ExecClearTuple(slot);
-	memcpy(slot->tts_values, values, sizeof(Datum) * natts);
-	memcpy(slot->tts_isnull, nulls, sizeof(bool) * natts);
-	ExecStoreVirtualTuple(slot);
+static void
+WriterClose(LedgerWriter *w)
+{
+	ResourceOwner save = CurrentResourceOwner;
 
-	table_tuple_insert(rel, slot, GetCurrentCommandId(true), 0, NULL);
-	(void) ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL);
+	CurrentResourceOwner = TopTransactionResourceOwner;
+	ExecDropSingleTupleTableSlot(w->slot);
+	ExecCloseIndices(w->rri);
+	table_close(w->rel, NoLock);
+	FreeExecutorState(w->estate);
+	CurrentResourceOwner = save;
+	w->relid = InvalidOid;
+}
 
-	ExecCloseIndices(rri);
-	ExecDropSingleTupleTableSlot(slot);
-	FreeExecutorState(estate);
+static void
+WritersCloseAll(bool commit)
+{
+	for (int i = 0; i < MAX_WRITERS; i++)
+		if (OidIsValid(writers[i].relid))
+		{
+			if (commit)
+				WriterClose(&writers[i]);
+			/* on abort the resource owner and memory are released for us */
+			writers[i].relid = InvalidOid;
+		}
+}
+
+static void
+WritersInvalidate(Oid relid)
+{
+	for (int i = 0; i < MAX_WRITERS; i++)
+		if (OidIsValid(writers[i].relid) &&
+			(!OidIsValid(relid) || writers[i].relid == relid))
+			writers[i].stale = true;
+}
+
+static LedgerWriter *
+WriterFor(Oid relid)
+{
+	LedgerWriter *w = NULL;
+	ResourceOwner save_owner = CurrentResourceOwner;
+	MemoryContext save_cxt;
+
+	for (int i = 0; i < MAX_WRITERS && w == NULL; i++)
+		if (writers[i].relid == relid)
+			w = &writers[i];
+	if (w != NULL && !w->stale)
+		return w;
+	if (w != NULL)
+		WriterClose(w);			/* an index was added or dropped meanwhile */
+	for (int i = 0; i < MAX_WRITERS && w == NULL; i++)
+		if (!OidIsValid(writers[i].relid))
+			w = &writers[i];
+	if (w == NULL)
+		elog(ERROR, "autora: too many ledger relations written in one transaction");
+
+	CurrentResourceOwner = TopTransactionResourceOwner;
+	save_cxt = MemoryContextSwitchTo(TopTransactionContext);
+	w->rel = table_open(relid, RowExclusiveLock);
+	w->estate = CreateExecutorState();
+	w->rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(w->rri, w->rel, 1, NULL, 0);
+	ExecOpenIndices(w->rri, false);
+	w->slot = table_slot_create(w->rel, NULL);
+	MemoryContextSwitchTo(save_cxt);
+	CurrentResourceOwner = save_owner;
+	w->relid = relid;
+	w->stale = false;
+	return w;
+}
+
+void
+LedgerInsertTuple(Oid relid, Datum *values, bool *nulls)
+{
+	LedgerWriter *w = WriterFor(relid);
+	int			natts = RelationGetDescr(w->rel)->natts;
+
+	ExecClearTuple(w->slot);
+	memcpy(w->slot->tts_values, values, sizeof(Datum) * natts);
+	memcpy(w->slot->tts_isnull, nulls, sizeof(bool) * natts);
+	ExecStoreVirtualTuple(w->slot);
+
+	table_tuple_insert(w->rel, w->slot, GetCurrentCommandId(true), 0, NULL);
+	(void) ExecInsertIndexTuples(w->rri, w->slot, w->estate, false, false, NULL, NIL);
+	ResetPerTupleExprContext(w->estate);
 }
 
 /* The sequence numbering one tenant's chain; ZA004 for an unknown tenant. */
@@ -312,7 +406,6 @@ LedgerAppend(const LedgerRecord *rec)
 	bytea	   *hash_datum;
 	const char *client;
 	const char *actor;
-	Relation	ledger;
 	int64		id;
 
 	memset(nulls, true, sizeof(nulls));
@@ -380,14 +473,12 @@ LedgerAppend(const LedgerRecord *rec)
 	values[LC_HASH] = PointerGetDatum(hash_datum);
 	nulls[LC_HASH] = false;
 
-	ledger = table_open(oids->ledger, RowExclusiveLock);
-	if (RelationGetDescr(ledger)->natts != LEDGER_NCOLUMNS)
+	if (RelationGetDescr(WriterFor(oids->ledger)->rel)->natts != LEDGER_NCOLUMNS)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("autora.ledger does not have the columns this library writes"),
 				 errhint("Install the autora_audit version that matches the library.")));
-	LedgerInsertTuple(ledger, values, nulls);
-	table_close(ledger, NoLock);
+	LedgerInsertTuple(oids->ledger, values, nulls);
 	if (rec->vault)
 		VaultStore(id, rec->tenant_id, rec->vault);
 

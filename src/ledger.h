@@ -54,7 +54,10 @@ extern bool IsLedgerRelation(Oid relid);
 /* Appends one entry; returns its id. */
 extern int64 LedgerAppend(const LedgerRecord *record);
 
-/* Heap and index insert that bypasses the executor (and so the guards). */
-extern void LedgerInsertTuple(Relation rel, Datum *values, bool *nulls);
+/*
+ * Heap and index insert into a ledger relation that bypasses the executor
+ * (and so the guards); the relation stays open until the transaction ends.
+ */
+extern void LedgerInsertTuple(Oid relid, Datum *values, bool *nulls);
 
 #endif							/* AUTORA_LEDGER_H */

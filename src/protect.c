@@ -98,13 +98,16 @@ QualifiedName(Oid relid)
 									  get_rel_name(relid));
 }
 
-/* First column of an SPI query's rows, as strings. */
+/*
+ * First column of an SPI query's rows, as strings; not read-only, so that
+ * it sees the DDL this function has just run.
+ */
 static List *
 QueryStrings(const char *sql)
 {
 	List	   *result = NIL;
 
-	if (SPI_execute(sql, true, 0) != SPI_OK_SELECT)
+	if (SPI_execute(sql, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "autora: \"%s\" failed", sql);
 	for (uint64 i = 0; i < SPI_processed; i++)
 		result = lappend(result, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));

@@ -48,7 +48,9 @@ typedef struct RelInfo
 	/* captured columns (not dropped, not excluded), in attnum order */
 	int			ncolumns;
 	CapturedColumn *columns;
-	/* primary key columns, as indexes into columns[] */
+	/* the same, as indexes into columns[], in jsonb key order (see relinfo.c) */
+	int		   *json_order;
+	/* primary key columns, as indexes into columns[], in jsonb key order */
 	int			npk;
 	int		   *pk;
 	/* tenant column */

@@ -108,7 +108,6 @@ void
 VaultStore(int64 entry_id, const char *tenant_id, Jsonb *clear)
 {
 	const LedgerOids *oids = LedgerGetOids(false);
-	Relation	rel = table_open(oids->vault, RowExclusiveLock);
 	Datum		values[3];
 	bool		nulls[3] = {false, false, false};
 
@@ -118,8 +117,7 @@ VaultStore(int64 entry_id, const char *tenant_id, Jsonb *clear)
 	else
 		nulls[1] = true;
 	values[2] = JsonbPGetDatum(clear);
-	LedgerInsertTuple(rel, values, nulls);
-	table_close(rel, NoLock);
+	LedgerInsertTuple(oids->vault, values, nulls);
 }
 
 /* A fresh random key for autora.vault_key, from the install script. */

@@ -19,6 +19,7 @@
 #include "ledger.h"
 #include "relinfo.h"
 #include "sealer.h"
+#include "writer.h"
 
 PG_MODULE_MAGIC;
 
@@ -105,6 +106,7 @@ _PG_init(void)
 
 	RelInfoInit();
 	LedgerInit();
+	WriterInit();
 	GuardInstallHooks();
 
 	/* shared memory and background workers only exist when preloaded */

@@ -33,8 +33,10 @@
 #include "autora_audit.h"
 #include "context.h"
 #include "ledger.h"
+#include "encoding.h"
 #include "relinfo.h"
 #include "vault.h"
+#include "writer.h"
 
 /* --- row to jsonb --------------------------------------------------------- */
 
@@ -153,7 +155,7 @@ PushColumnValue(JsonbParseState **state, CapturedColumn *col, Datum value, bool 
  */
 static Jsonb *
 RowToJsonb(RelInfo *info, const int *cols, int ncols, Datum *values, bool *nulls,
-		   JsonbParseState **clear)
+		   JsonbParseState **clear, char **text)
 {
 	JsonbParseState *state = NULL;
 	JsonbValue *res;
@@ -180,6 +182,8 @@ RowToJsonb(RelInfo *info, const int *cols, int ncols, Datum *values, bool *nulls
 			PushColumnValue(&state, col, values[att], nulls[att]);
 	}
 	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	/* the text to hash, from the tree, before it is packed into a Jsonb */
+	*text = CanonicalJsonText(res);
 	return JsonbValueToJsonb(res);
 }
 
@@ -195,7 +199,7 @@ HasPiiColumns(RelInfo *info)
 /* Row image for before/after; its PII clear values go under key in vault. */
 static Jsonb *
 RowImage(RelInfo *info, Datum *values, bool *nulls, JsonbParseState **vault,
-		 const char *key)
+		 const char *key, char **text)
 {
 	Jsonb	   *image;
 
@@ -205,7 +209,7 @@ RowImage(RelInfo *info, Datum *values, bool *nulls, JsonbParseState **vault,
 		pushJsonbValue(vault, WJB_BEGIN_OBJECT, NULL);
 	}
 	image = RowToJsonb(info, info->json_order, info->ncolumns, values, nulls,
-					   *vault ? vault : NULL);
+					   *vault ? vault : NULL, text);
 	if (*vault)
 		pushJsonbValue(vault, WJB_END_OBJECT, NULL);
 	return image;
@@ -333,16 +337,16 @@ autora_capture_row(PG_FUNCTION_ARGS)
 	rec.table_name = info->name;
 	rec.tenant_id = newtup ? TenantOfRow(info, newv, newn) : TenantOfRow(info, oldv, oldn);
 	if (info->npk > 0)
-		rec.pk = newtup ? RowToJsonb(info, info->pk, info->npk, newv, newn, NULL)
-			: RowToJsonb(info, info->pk, info->npk, oldv, oldn, NULL);
+		rec.pk = newtup ? RowToJsonb(info, info->pk, info->npk, newv, newn, NULL, &rec.pk_text)
+			: RowToJsonb(info, info->pk, info->npk, oldv, oldn, NULL, &rec.pk_text);
 
 	/* clear PII values go to the vault as {"before": {...}, "after": {...}} */
 	if (HasPiiColumns(info))
 		pushJsonbValue(&vault, WJB_BEGIN_OBJECT, NULL);
 	if (oldtup)
-		rec.before = RowImage(info, oldv, oldn, &vault, "before");
+		rec.before = RowImage(info, oldv, oldn, &vault, "before", &rec.before_text);
 	if (newtup)
-		rec.after = RowImage(info, newv, newn, &vault, "after");
+		rec.after = RowImage(info, newv, newn, &vault, "after", &rec.after_text);
 	if (vault)
 		rec.vault = JsonbValueToJsonb(pushJsonbValue(&vault, WJB_END_OBJECT, NULL));
 
@@ -554,6 +558,7 @@ autora_log_event(PG_FUNCTION_ARGS)
 {
 	const AutoraContext *ctx = ContextCurrent();
 	LedgerRecord rec = {0};
+	int64		id;
 
 	if (PG_ARGISNULL(0) || VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(0)) == 0)
 		ereport(ERROR,
@@ -573,5 +578,7 @@ autora_log_event(PG_FUNCTION_ARGS)
 	rec.entity_type = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
 	rec.entity_id = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
 	rec.metadata = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3);
-	PG_RETURN_INT64(LedgerAppend(&rec));
+	id = LedgerAppend(&rec);
+	WriterFlushAll();			/* the caller may look its entry up next */
+	PG_RETURN_INT64(id);
 }

@@ -25,6 +25,7 @@
 #include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -34,6 +35,7 @@
 #include "chain.h"
 #include "encoding.h"
 #include "ledger.h"
+#include "writer.h"
 
 /* Columns of autora.ledger_blocks, in table order. */
 enum
@@ -177,7 +179,12 @@ CollectNewEntries(Snapshot snap, const SealHorizon *prev, const SealHorizon *cur
 	Datum		args[1];
 	SPIPlanPtr	plan;
 	Portal		portal;
+	int			nestlevel;
 
+	/* read the tail through the BRIN index on xid, never the whole ledger */
+	nestlevel = NewGUCNestLevel();
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	plan = SPI_prepare("SELECT id, tenant_id, hash, xid FROM autora.ledger"
 					   " WHERE xid >= $1 ORDER BY id", 1, argtypes);
 	if (plan == NULL)
@@ -215,6 +222,7 @@ CollectNewEntries(Snapshot snap, const SealHorizon *prev, const SealHorizon *cur
 	}
 	SPI_cursor_close(portal);
 	PopActiveSnapshot();
+	AtEOXact_GUC(true, nestlevel);
 }
 
 /* The tenant's head block: its number and hash (0 and zeros when none). */
@@ -313,7 +321,7 @@ WriteBlock(const LedgerOids *oids, const char *tenant,
 	values[BC_SEAL_XMAX] = Int64GetDatum((int64) cur->xmax);
 	values[BC_SEAL_XIP] = PointerGetDatum(MakeInt8Array(cur->xip, cur->nxip));
 
-	LedgerInsertTuple(oids->blocks, values, nulls);
+	WriterInsert(oids->blocks, values, nulls);
 	memcpy(prev_hash, block_hash, LEDGER_HASH_LEN);
 }
 
@@ -345,6 +353,7 @@ SealPending(void)
 	old = MemoryContextSwitchTo(round_cxt);
 
 	/* rounds are serial; writers of entries do not take this lock */
+	WriterFlushAll();
 	LockRelationOid(oids->blocks, ShareRowExclusiveLock);
 	snap = RegisterSnapshot(GetLatestSnapshot());
 	cur = HorizonFromSnapshot(snap);

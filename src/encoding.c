@@ -18,6 +18,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/inet.h"
+#include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -136,6 +137,92 @@ PutText(StringInfo buf, Datum v)
 	PutBytes(buf, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
 }
 
+/*
+ * A JSON string as escape_json() writes it.  Most values need no escaping
+ * at all (escape_json only touches '"', '\\' and control characters), and
+ * are copied whole instead of a byte at a time.
+ */
+static void
+AppendJsonString(StringInfo out, const char *s, int len)
+{
+	for (int i = 0; i < len; i++)
+	{
+		unsigned char c = (unsigned char) s[i];
+
+		if (c < 0x20 || c == '"' || c == '\\')
+		{
+			escape_json(out, pnstrdup(s, len));
+			return;
+		}
+	}
+	enlargeStringInfo(out, len + 2);
+	out->data[out->len++] = '"';
+	memcpy(out->data + out->len, s, len);
+	out->len += len;
+	out->data[out->len++] = '"';
+	out->data[out->len] = '\0';
+}
+
+static void
+AppendCanonicalJson(StringInfo out, JsonbValue *v)
+{
+	switch (v->type)
+	{
+		case jbvNull:
+			appendBinaryStringInfo(out, "null", 4);
+			break;
+		case jbvBool:
+			appendStringInfoString(out, v->val.boolean ? "true" : "false");
+			break;
+		case jbvNumeric:
+			appendStringInfoString(out, DatumGetCString(DirectFunctionCall1(numeric_out,
+																			NumericGetDatum(v->val.numeric))));
+			break;
+		case jbvString:
+			AppendJsonString(out, v->val.string.val, v->val.string.len);
+			break;
+		case jbvArray:
+			if (!v->val.array.rawScalar)
+				appendStringInfoCharMacro(out, '[');
+			for (int i = 0; i < v->val.array.nElems; i++)
+			{
+				if (i > 0)
+					appendBinaryStringInfo(out, ", ", 2);
+				AppendCanonicalJson(out, &v->val.array.elems[i]);
+			}
+			if (!v->val.array.rawScalar)
+				appendStringInfoCharMacro(out, ']');
+			break;
+		case jbvObject:
+			appendStringInfoCharMacro(out, '{');
+			for (int i = 0; i < v->val.object.nPairs; i++)
+			{
+				if (i > 0)
+					appendBinaryStringInfo(out, ", ", 2);
+				AppendCanonicalJson(out, &v->val.object.pairs[i].key);
+				appendBinaryStringInfo(out, ": ", 2);
+				AppendCanonicalJson(out, &v->val.object.pairs[i].value);
+			}
+			appendStringInfoCharMacro(out, '}');
+			break;
+		case jbvBinary:
+			(void) JsonbToCString(out, v->val.binary.data, v->val.binary.len);
+			break;
+		default:
+			elog(ERROR, "autora: unexpected jsonb value type %d", (int) v->type);
+	}
+}
+
+char *
+CanonicalJsonText(JsonbValue *value)
+{
+	StringInfoData out;
+
+	initStringInfo(&out);
+	AppendCanonicalJson(&out, value);
+	return out.data;
+}
+
 static void
 PutJsonb(StringInfo buf, Datum v)
 {
@@ -173,7 +260,8 @@ PutInet(StringInfo buf, Datum v)
 }
 
 void
-EntryHash(const Datum *values, const bool *nulls, uint8 out[LEDGER_HASH_LEN])
+EntryHash(const Datum *values, const bool *nulls, char *const *jsonb_text,
+		  uint8 out[LEDGER_HASH_LEN])
 {
 	StringInfo	buf = EncodeBuffer();
 
@@ -206,7 +294,10 @@ EntryHash(const Datum *values, const bool *nulls, uint8 out[LEDGER_HASH_LEN])
 			case LC_BEFORE:
 			case LC_AFTER:
 			case LC_METADATA:
-				PutJsonb(buf, v);
+				if (jsonb_text != NULL && jsonb_text[c] != NULL)
+					PutCString(buf, jsonb_text[c]);
+				else
+					PutJsonb(buf, v);
 				break;
 			case LC_CHANGED:
 				PutTextArray(buf, v);

@@ -8,6 +8,7 @@
 #define AUTORA_ENCODING_H
 
 #include "datatype/timestamp.h"
+#include "utils/jsonb.h"
 
 #define LEDGER_HASH_LEN 32
 #define LEDGER_FORMAT_VERSION 1
@@ -51,9 +52,20 @@ typedef enum LedgerColumn
 /* Column names, for checking the table matches this build. */
 extern const char *const LedgerColumnNames[LEDGER_NCOLUMNS];
 
-/* Hash of an entry from its column values (LC_HASH itself is ignored). */
+/*
+ * Hash of an entry from its column values (LC_HASH itself is ignored).
+ * jsonb_text, when given, holds for jsonb columns their canonical text as
+ * CanonicalJsonText produced it (the capture path has it already); NULL
+ * slots are computed from the value.
+ */
 extern void EntryHash(const Datum *values, const bool *nulls,
-					  uint8 out[LEDGER_HASH_LEN]);
+					  char *const *jsonb_text, uint8 out[LEDGER_HASH_LEN]);
+
+/*
+ * The canonical text of a jsonb value tree (pushJsonbValue's result):
+ * byte for byte what PostgreSQL's jsonb output gives for the stored value.
+ */
+extern char *CanonicalJsonText(JsonbValue *value);
 
 /* Fields of a block that its hash covers. */
 typedef struct BlockHeader

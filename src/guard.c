@@ -59,6 +59,7 @@
 #include "relinfo.h"
 #include "ledger.h"
 #include "sealer.h"
+#include "writer.h"
 
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 static ExecutorStart_hook_type prev_ExecutorStart = NULL;
@@ -95,7 +96,7 @@ IsAutoraTriggerFunction(Oid funcid)
 	name = get_func_name(funcid);
 	result = name != NULL &&
 		(strcmp(name, "capture_row") == 0 || strcmp(name, "capture_truncate") == 0 ||
-		 strcmp(name, "stamp_tenant") == 0);
+		 strcmp(name, "stamp_tenant") == 0 || strcmp(name, "flush_entries") == 0);
 	return result;
 }
 
@@ -202,6 +203,7 @@ LedgerHasEntries(void)
 
 	if (oids == NULL)
 		return false;
+	WriterFlushAll();
 	rel = table_open(oids->ledger, AccessShareLock);
 	slot = table_slot_create(rel, NULL);
 	scan = table_beginscan(rel, GetLatestSnapshot(), 0, NULL);

@@ -29,7 +29,6 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/resowner.h"
 #include "utils/timestamp.h"
 
 #include "autora_audit.h"
@@ -38,6 +37,7 @@
 #include "ledger.h"
 #include "sealer.h"
 #include "vault.h"
+#include "writer.h"
 
 /* where the ledger relations are; also caches "not installed here" */
 typedef enum LedgerOidsState
@@ -57,16 +57,12 @@ typedef struct TenantChain
 } TenantChain;
 static HTAB *TenantChains = NULL;
 
-static void WritersCloseAll(bool commit);
-static void WritersInvalidate(Oid relid);
-
 /* did this transaction append entries? (wakes the sealer at commit) */
 static bool entries_appended = false;
 
 static void
 LedgerRelcacheCallback(Datum arg, Oid relid)
 {
-	WritersInvalidate(relid);
 	/* an absent extension may have been created: any change rechecks */
 	if (ledger_oids_state == LEDGER_ABSENT || !OidIsValid(relid) ||
 		relid == ledger_oids.ledger || relid == ledger_oids.blocks)
@@ -88,11 +84,6 @@ LedgerXactCallback(XactEvent event, void *arg)
 {
 	switch (event)
 	{
-		case XACT_EVENT_PRE_COMMIT:
-		case XACT_EVENT_PARALLEL_PRE_COMMIT:
-		case XACT_EVENT_PRE_PREPARE:
-			WritersCloseAll(true);
-			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 			if (entries_appended)
@@ -101,7 +92,6 @@ LedgerXactCallback(XactEvent event, void *arg)
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
-			WritersCloseAll(false);
 			entries_appended = false;
 			break;
 		default:
@@ -180,113 +170,6 @@ IsLedgerRelation(Oid relid)
 		heap = relid;
 	return heap == oids->ledger || heap == oids->blocks ||
 		heap == oids->vault || heap == oids->vault_key;
-}
-
-/*
- * Insert state for one ledger relation, kept open until the transaction
- * ends: opening the relation, its indexes and an executor state per entry
- * cost more than writing the entry.  Owned by the top transaction's
- * resource owner and memory, so a subtransaction abort leaves it intact and
- * a transaction abort releases it; commit closes it.
- */
-typedef struct LedgerWriter
-{
-	Oid			relid;			/* InvalidOid: unused */
-	bool		stale;			/* relcache invalidation: reopen before use */
-	Relation	rel;
-	ResultRelInfo *rri;
-	EState	   *estate;
-	TupleTableSlot *slot;
-} LedgerWriter;
-
-#define MAX_WRITERS 4
-static LedgerWriter writers[MAX_WRITERS];
-
-static void
-WriterClose(LedgerWriter *w)
-{
-	ResourceOwner save = CurrentResourceOwner;
-
-	CurrentResourceOwner = TopTransactionResourceOwner;
-	ExecDropSingleTupleTableSlot(w->slot);
-	ExecCloseIndices(w->rri);
-	table_close(w->rel, NoLock);
-	FreeExecutorState(w->estate);
-	CurrentResourceOwner = save;
-	w->relid = InvalidOid;
-}
-
-static void
-WritersCloseAll(bool commit)
-{
-	for (int i = 0; i < MAX_WRITERS; i++)
-		if (OidIsValid(writers[i].relid))
-		{
-			if (commit)
-				WriterClose(&writers[i]);
-			/* on abort the resource owner and memory are released for us */
-			writers[i].relid = InvalidOid;
-		}
-}
-
-static void
-WritersInvalidate(Oid relid)
-{
-	for (int i = 0; i < MAX_WRITERS; i++)
-		if (OidIsValid(writers[i].relid) &&
-			(!OidIsValid(relid) || writers[i].relid == relid))
-			writers[i].stale = true;
-}
-
-static LedgerWriter *
-WriterFor(Oid relid)
-{
-	LedgerWriter *w = NULL;
-	ResourceOwner save_owner = CurrentResourceOwner;
-	MemoryContext save_cxt;
-
-	for (int i = 0; i < MAX_WRITERS && w == NULL; i++)
-		if (writers[i].relid == relid)
-			w = &writers[i];
-	if (w != NULL && !w->stale)
-		return w;
-	if (w != NULL)
-		WriterClose(w);			/* an index was added or dropped meanwhile */
-	for (int i = 0; i < MAX_WRITERS && w == NULL; i++)
-		if (!OidIsValid(writers[i].relid))
-			w = &writers[i];
-	if (w == NULL)
-		elog(ERROR, "autora: too many ledger relations written in one transaction");
-
-	CurrentResourceOwner = TopTransactionResourceOwner;
-	save_cxt = MemoryContextSwitchTo(TopTransactionContext);
-	w->rel = table_open(relid, RowExclusiveLock);
-	w->estate = CreateExecutorState();
-	w->rri = makeNode(ResultRelInfo);
-	InitResultRelInfo(w->rri, w->rel, 1, NULL, 0);
-	ExecOpenIndices(w->rri, false);
-	w->slot = table_slot_create(w->rel, NULL);
-	MemoryContextSwitchTo(save_cxt);
-	CurrentResourceOwner = save_owner;
-	w->relid = relid;
-	w->stale = false;
-	return w;
-}
-
-void
-LedgerInsertTuple(Oid relid, Datum *values, bool *nulls)
-{
-	LedgerWriter *w = WriterFor(relid);
-	int			natts = RelationGetDescr(w->rel)->natts;
-
-	ExecClearTuple(w->slot);
-	memcpy(w->slot->tts_values, values, sizeof(Datum) * natts);
-	memcpy(w->slot->tts_isnull, nulls, sizeof(bool) * natts);
-	ExecStoreVirtualTuple(w->slot);
-
-	table_tuple_insert(w->rel, w->slot, GetCurrentCommandId(true), 0, NULL);
-	(void) ExecInsertIndexTuples(w->rri, w->slot, w->estate, false, false, NULL, NIL);
-	ResetPerTupleExprContext(w->estate);
 }
 
 /* The sequence numbering one tenant's chain; ZA004 for an unknown tenant. */
@@ -466,19 +349,26 @@ LedgerAppend(const LedgerRecord *rec)
 	if (rec->metadata)
 		values[LC_METADATA] = JsonbPGetDatum(rec->metadata), nulls[LC_METADATA] = false;
 
-	EntryHash(values, nulls, hash);
+	{
+		char	   *texts[LEDGER_NCOLUMNS] = {0};
+
+		texts[LC_PK] = rec->pk_text;
+		texts[LC_BEFORE] = rec->before_text;
+		texts[LC_AFTER] = rec->after_text;
+		EntryHash(values, nulls, texts, hash);
+	}
 	hash_datum = palloc(VARHDRSZ + LEDGER_HASH_LEN);
 	SET_VARSIZE(hash_datum, VARHDRSZ + LEDGER_HASH_LEN);
 	memcpy(VARDATA(hash_datum), hash, LEDGER_HASH_LEN);
 	values[LC_HASH] = PointerGetDatum(hash_datum);
 	nulls[LC_HASH] = false;
 
-	if (RelationGetDescr(WriterFor(oids->ledger)->rel)->natts != LEDGER_NCOLUMNS)
+	if (WriterTupleDesc(oids->ledger)->natts != LEDGER_NCOLUMNS)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("autora.ledger does not have the columns this library writes"),
 				 errhint("Install the autora_audit version that matches the library.")));
-	LedgerInsertTuple(oids->ledger, values, nulls);
+	WriterInsert(oids->ledger, values, nulls);
 	if (rec->vault)
 		VaultStore(id, rec->tenant_id, rec->vault);
 

@@ -35,6 +35,10 @@ typedef struct LedgerRecord
 	Jsonb	   *pk;
 	Jsonb	   *before;
 	Jsonb	   *after;
+	/* their canonical text, when the caller built them (else computed) */
+	char	   *pk_text;
+	char	   *before_text;
+	char	   *after_text;
 	ArrayType  *changed;
 	const char *event;
 	const char *entity_type;
@@ -54,10 +58,5 @@ extern bool IsLedgerRelation(Oid relid);
 /* Appends one entry; returns its id. */
 extern int64 LedgerAppend(const LedgerRecord *record);
 
-/*
- * Heap and index insert into a ledger relation that bypasses the executor
- * (and so the guards); the relation stays open until the transaction ends.
- */
-extern void LedgerInsertTuple(Oid relid, Datum *values, bool *nulls);
 
 #endif							/* AUTORA_LEDGER_H */

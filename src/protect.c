@@ -32,11 +32,13 @@
 #include "autora_audit.h"
 #include "guard.h"
 #include "ledger.h"
+#include "writer.h"
 
 /* trigger names; BEFORE triggers fire in name order, so ours goes last */
 #define STAMP_TRIGGER		"zz_autora_stamp_tenant"
 #define CAPTURE_TRIGGER		"autora_capture"
 #define TRUNCATE_TRIGGER	"autora_truncate"
+#define FLUSH_TRIGGER		"autora_flush"
 
 /* DROP TRIGGER statements for the autora triggers the relation has now. */
 static char *
@@ -214,7 +216,7 @@ ApplyRowSecurity(Oid relid, const char *column)
 /*
  * Partitions: PostgreSQL clones row triggers to partitions, but neither
  * policies nor statement triggers, and a partition can be queried directly.
- * Each member of the tree gets its own policies and TRUNCATE trigger.
+ * Each member of the tree gets its own policies, TRUNCATE and flush triggers.
  */
 static void
 ProtectPartitions(Oid root, const char *column, const char *args)
@@ -236,8 +238,11 @@ ProtectPartitions(Oid root, const char *column, const char *args)
 		ExecuteOnRelation(member,
 						  psprintf("CREATE TRIGGER " TRUNCATE_TRIGGER " BEFORE TRUNCATE ON %s"
 								   " FOR EACH STATEMENT EXECUTE FUNCTION autora.capture_truncate(%s);"
-								   "ALTER TABLE %s ENABLE ALWAYS TRIGGER " TRUNCATE_TRIGGER ";",
-								   qualified, args, qualified));
+								   "CREATE TRIGGER " FLUSH_TRIGGER " AFTER INSERT OR UPDATE OR DELETE ON %s"
+								   " FOR EACH STATEMENT EXECUTE FUNCTION autora.flush_entries();"
+								   "ALTER TABLE %s ENABLE ALWAYS TRIGGER " TRUNCATE_TRIGGER ","
+								   " ENABLE ALWAYS TRIGGER " FLUSH_TRIGGER ";",
+								   qualified, args, qualified, qualified));
 	}
 }
 
@@ -256,6 +261,9 @@ UnprotectPartitions(Oid root)
 		RemoveRowSecurity(member);
 		if (HasTrigger(member, TRUNCATE_TRIGGER))
 			ExecuteOnRelation(member, psprintf("DROP TRIGGER " TRUNCATE_TRIGGER " ON %s;",
+											   QualifiedName(member)));
+		if (HasTrigger(member, FLUSH_TRIGGER))
+			ExecuteOnRelation(member, psprintf("DROP TRIGGER " FLUSH_TRIGGER " ON %s;",
 											   QualifiedName(member)));
 	}
 }
@@ -401,6 +409,7 @@ RecordTableEvent(const char *event, const char *qualified, const char *metadata_
 	rec.entity_id = qualified;
 	rec.metadata = JsonbFromCString(metadata_json);
 	(void) LedgerAppend(&rec);
+	WriterFlushAll();
 }
 
 PG_FUNCTION_INFO_V1(autora_protect);
@@ -449,10 +458,13 @@ autora_protect(PG_FUNCTION_ARGS)
 					 " FOR EACH ROW EXECUTE FUNCTION autora.capture_row(%s);"
 					 "CREATE TRIGGER " TRUNCATE_TRIGGER " BEFORE TRUNCATE ON %s"
 					 " FOR EACH STATEMENT EXECUTE FUNCTION autora.capture_truncate(%s);"
+					 "CREATE TRIGGER " FLUSH_TRIGGER " AFTER INSERT OR UPDATE OR DELETE ON %s"
+					 " FOR EACH STATEMENT EXECUTE FUNCTION autora.flush_entries();"
 					 "ALTER TABLE %s ENABLE ALWAYS TRIGGER " STAMP_TRIGGER ","
 					 " ENABLE ALWAYS TRIGGER " CAPTURE_TRIGGER ","
-					 " ENABLE ALWAYS TRIGGER " TRUNCATE_TRIGGER ";",
-					 qualified, args, qualified, args, qualified, args, qualified);
+					 " ENABLE ALWAYS TRIGGER " TRUNCATE_TRIGGER ","
+					 " ENABLE ALWAYS TRIGGER " FLUSH_TRIGGER ";",
+					 qualified, args, qualified, args, qualified, args, qualified, qualified);
 	ExecuteOnRelation(relid, sql.data);
 	ApplyRowSecurity(relid, tenant_column);
 	ProtectPartitions(relid, tenant_column, args);

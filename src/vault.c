@@ -22,6 +22,7 @@
 
 #include "ledger.h"
 #include "vault.h"
+#include "writer.h"
 
 #define VAULT_KEY_LEN	32
 #define DIGEST_PREFIX	"hmac-sha256:"
@@ -117,7 +118,7 @@ VaultStore(int64 entry_id, const char *tenant_id, Jsonb *clear)
 	else
 		nulls[1] = true;
 	values[2] = JsonbPGetDatum(clear);
-	LedgerInsertTuple(oids->vault, values, nulls);
+	WriterInsert(oids->vault, values, nulls);
 }
 
 /* A fresh random key for autora.vault_key, from the install script. */

@@ -31,6 +31,7 @@
 #include "chain.h"
 #include "encoding.h"
 #include "ledger.h"
+#include "writer.h"
 
 typedef struct EntryInfo
 {
@@ -194,7 +195,7 @@ ScanEntries(VerifyState *vs, Relation ledger, Snapshot snap)
 		e->id = DatumGetInt64(values[LC_ID]);
 		e->xid = (uint64) DatumGetInt64(values[LC_XID]);
 		e->in_block = false;
-		EntryHash(values, nulls, e->hash);
+		EntryHash(values, nulls, NULL, e->hash);
 		e->stored_ok = !nulls[LC_HASH] && HashEquals(DatumGetByteaPP(values[LC_HASH]), e->hash);
 
 		MemoryContextSwitchTo(outer);
@@ -415,6 +416,16 @@ CheckChain(VerifyState *vs, int32 tenant)
 	}
 }
 
+/* Ids come from a sequence; one seen twice means a row was copied in. */
+static void
+CheckUniqueIds(VerifyState *vs)
+{
+	for (int64 i = 1; i < vs->nentries; i++)
+		if (vs->entries[i].id == vs->entries[i - 1].id)
+			Fail(&vs->reports[vs->entries[i].tenant], vs->entries[i].id,
+				 "entry id %lld appears more than once", (long long) vs->entries[i].id);
+}
+
 /* Entries no block holds: pending, or added after the sealer passed. */
 static void
 CheckUnsealed(VerifyState *vs)
@@ -487,6 +498,7 @@ autora_verify(PG_FUNCTION_ARGS)
 	Snapshot	snap = GetActiveSnapshot();
 
 	InitMaterializedSRF(fcinfo, 0);
+	WriterFlushAll();
 
 	vs.only = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
 	ctl.keysize = sizeof(((TenantKey *) 0)->key);
@@ -515,6 +527,7 @@ autora_verify(PG_FUNCTION_ARGS)
 				 errmsg("unknown tenant \"%s\"", vs.only),
 				 errhint("See autora.tenants for the registered tenants.")));
 
+	CheckUniqueIds(&vs);
 	for (int i = 0; i < vs.nreports; i++)
 		CheckChain(&vs, i);
 	CheckUnsealed(&vs);
@@ -544,10 +557,14 @@ autora_verify(PG_FUNCTION_ARGS)
 			nulls[4] = (r->pending > 0);
 			nulls[5] = true;
 			values[6] = CStringGetTextDatum(r->pending > 0
-											? psprintf("%lld entries pending seal; the sealed chain verifies",
-													   (long long) r->pending)
-											: psprintf("chain verified: %lld entries in %d blocks",
-													   (long long) r->sealed, list_length(r->blocks)));
+											? psprintf("%lld %s pending seal; the sealed chain verifies",
+													   (long long) r->pending,
+													   r->pending == 1 ? "entry" : "entries")
+											: psprintf("chain verified: %lld %s in %d %s",
+													   (long long) r->sealed,
+													   r->sealed == 1 ? "entry" : "entries",
+													   list_length(r->blocks),
+													   list_length(r->blocks) == 1 ? "block" : "blocks"));
 		}
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}

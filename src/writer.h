@@ -1,0 +1,22 @@
+/*-------------------------------------------------------------------------
+ * writer.h
+ *	  Buffered direct writes to the ledger relations.
+ *-------------------------------------------------------------------------
+ */
+#ifndef AUTORA_WRITER_H
+#define AUTORA_WRITER_H
+
+#include "access/tupdesc.h"
+
+extern void WriterInit(void);
+
+/* Buffers one row for relid (a ledger relation); written by a flush. */
+extern void WriterInsert(Oid relid, Datum *values, bool *nulls);
+
+/* Writes every buffered row: before autora reads what it wrote. */
+extern void WriterFlushAll(void);
+
+/* The row type of a ledger relation, as the writer sees it. */
+extern TupleDesc WriterTupleDesc(Oid relid);
+
+#endif							/* AUTORA_WRITER_H */

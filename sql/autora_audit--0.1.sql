@@ -127,6 +127,7 @@ CREATE TABLE autora.ledger_blocks (
     seal_xmin    bigint      NOT NULL,
     seal_xmax    bigint      NOT NULL,
     seal_xip     bigint[]    NOT NULL,
+    format       smallint    NOT NULL,
     CONSTRAINT ledger_blocks_pkey PRIMARY KEY (block_id),
     CONSTRAINT ledger_blocks_chain_key UNIQUE NULLS NOT DISTINCT (tenant_id, block_no)
 );

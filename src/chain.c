@@ -43,7 +43,7 @@ enum
 	BC_BLOCK_ID, BC_TENANT_ID, BC_BLOCK_NO, BC_SEALED_AT, BC_ENTRY_COUNT,
 	BC_FIRST_ENTRY, BC_LAST_ENTRY, BC_ENTRY_IDS, BC_ENTRY_HASHES,
 	BC_MERKLE_ROOT, BC_PREV_HASH, BC_BLOCK_HASH, BC_SEAL_XMIN, BC_SEAL_XMAX,
-	BC_SEAL_XIP, BLOCK_NCOLUMNS
+	BC_SEAL_XIP, BC_FORMAT, BLOCK_NCOLUMNS
 };
 
 /* entries of one tenant found by a round */
@@ -320,6 +320,7 @@ WriteBlock(const LedgerOids *oids, const char *tenant,
 	values[BC_SEAL_XMIN] = Int64GetDatum((int64) cur->xmin);
 	values[BC_SEAL_XMAX] = Int64GetDatum((int64) cur->xmax);
 	values[BC_SEAL_XIP] = PointerGetDatum(MakeInt8Array(cur->xip, cur->nxip));
+	values[BC_FORMAT] = Int16GetDatum(LEDGER_FORMAT_VERSION);
 
 	WriterInsert(oids->blocks, values, nulls);
 	memcpy(prev_hash, block_hash, LEDGER_HASH_LEN);

@@ -397,9 +397,27 @@ JsonbFromCString(const char *json)
 	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(json)));
 }
 
+/* {"tenant_column": ..., "pii_columns": [...], "exclude_columns": [...]} */
+static Jsonb *
+ProtectionMetadata(const char *tenant_column, const char *pii, const char *excluded)
+{
+	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
+	Datum		args[3];
+	bool		isnull;
+
+	args[0] = CStringGetTextDatum(tenant_column);
+	args[1] = CStringGetTextDatum(pii);
+	args[2] = CStringGetTextDatum(excluded);
+	if (SPI_execute_with_args("SELECT jsonb_build_object('tenant_column', $1,"
+							  " 'pii_columns', $2::text[], 'exclude_columns', $3::text[])",
+							  3, types, args, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "autora: building protect metadata failed");
+	return DatumGetJsonbP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
 /* Records protect/unprotect in the platform chain. */
 static void
-RecordTableEvent(const char *event, const char *qualified, const char *metadata_json)
+RecordTableEvent(const char *event, const char *qualified, Jsonb *metadata)
 {
 	LedgerRecord rec = {0};
 
@@ -407,7 +425,7 @@ RecordTableEvent(const char *event, const char *qualified, const char *metadata_
 	rec.event = event;
 	rec.entity_type = "table";
 	rec.entity_id = qualified;
-	rec.metadata = JsonbFromCString(metadata_json);
+	rec.metadata = metadata;
 	(void) LedgerAppend(&rec);
 	WriterFlushAll();
 }
@@ -424,7 +442,6 @@ autora_protect(PG_FUNCTION_ARGS)
 	char	   *qualified;
 	char	   *args;
 	StringInfoData sql;
-	StringInfoData meta;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -479,10 +496,7 @@ autora_protect(PG_FUNCTION_ARGS)
 					 quote_literal_cstr(pii), quote_literal_cstr(excluded));
 	ExecuteDDL(sql.data);
 
-	initStringInfo(&meta);
-	appendStringInfo(&meta, "{\"tenant_column\": %s, \"pii_columns\": %s, \"exclude_columns\": %s}",
-					 JsonQuote(tenant_column), JsonQuote(pii), JsonQuote(excluded));
-	RecordTableEvent("protect", qualified, meta.data);
+	RecordTableEvent("protect", qualified, ProtectionMetadata(tenant_column, pii, excluded));
 
 	SPI_finish();
 	PG_RETURN_VOID();
@@ -528,7 +542,7 @@ autora_unprotect(PG_FUNCTION_ARGS)
 	UnprotectPartitions(relid);
 	ExecuteDDL(psprintf("DELETE FROM autora.protected WHERE relid = %u", relid));
 	RecordTableEvent("unprotect", qualified,
-					 psprintf("{\"reason\": %s}", JsonQuote(reason)));
+					 JsonbFromCString(psprintf("{\"reason\": %s}", JsonQuote(reason))));
 	SPI_finish();
 	PG_RETURN_VOID();
 }

@@ -46,6 +46,7 @@ typedef struct EntryInfo
 typedef struct BlockInfo
 {
 	int64		block_id;
+	int16		format;
 	int64		block_no;
 	int64		entry_count;
 	int64		first_entry;
@@ -273,6 +274,7 @@ ScanBlocks(VerifyState *vs, Relation blocks, Snapshot snap)
 		b = palloc0(sizeof(BlockInfo));
 		b->block_id = block_id;
 		b->block_no = DatumGetInt64(values[2]);
+		b->format = DatumGetInt16(values[15]);
 		b->sealed_at = DatumGetTimestampTz(values[3]);
 		b->entry_count = DatumGetInt32(values[4]);
 		b->first_entry = DatumGetInt64(values[5]);
@@ -333,6 +335,12 @@ CheckBlock(VerifyState *vs, TenantReport *r, int32 tenant, BlockInfo *b,
 	uint8		hash[LEDGER_HASH_LEN];
 	const uint8 *recorded = (const uint8 *) VARDATA_ANY(b->entry_hashes);
 
+	if (b->format != LEDGER_FORMAT_VERSION)
+	{
+		Fail(r, b->first_entry, "block %lld has format %d, which this version cannot verify",
+			 (long long) b->block_no, b->format);
+		return;
+	}
 	if (b->block_no != expected_no)
 		Fail(r, b->first_entry, "block %lld is missing: the chain jumps to block %lld",
 			 (long long) expected_no, (long long) b->block_no);

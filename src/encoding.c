@@ -164,7 +164,7 @@ AppendJsonString(StringInfo out, const char *s, int len)
 }
 
 static void
-AppendCanonicalJson(StringInfo out, JsonbValue *v)
+AppendScalar(StringInfo out, JsonbValue *v)
 {
 	switch (v->type)
 	{
@@ -180,6 +180,89 @@ AppendCanonicalJson(StringInfo out, JsonbValue *v)
 			break;
 		case jbvString:
 			AppendJsonString(out, v->val.string.val, v->val.string.len);
+			break;
+		default:
+			elog(ERROR, "autora: unexpected jsonb scalar type %d", (int) v->type);
+	}
+}
+
+static void AppendContainer(StringInfo out, const JsonbContainer *container);
+
+/* Entry index of a container, read in place as fillJsonbValue() reads it. */
+static void
+AppendEntry(StringInfo out, const JsonbContainer *container, const char *base, int index)
+{
+	JEntry		entry = container->children[index];
+	uint32		offset = getJsonbOffset(container, index);
+
+	if (JBE_ISSTRING(entry))
+		AppendJsonString(out, base + offset, getJsonbLength(container, index));
+	else if (JBE_ISNUMERIC(entry))
+		appendStringInfoString(out, DatumGetCString(DirectFunctionCall1(numeric_out,
+																		PointerGetDatum(base + INTALIGN(offset)))));
+	else if (JBE_ISBOOL_TRUE(entry))
+		appendBinaryStringInfo(out, "true", 4);
+	else if (JBE_ISBOOL_FALSE(entry))
+		appendBinaryStringInfo(out, "false", 5);
+	else if (JBE_ISNULL(entry))
+		appendBinaryStringInfo(out, "null", 4);
+	else
+		AppendContainer(out, (const JsonbContainer *) (base + INTALIGN(offset)));
+}
+
+/*
+ * The canonical text of a stored jsonb container: what JsonbToCString()
+ * writes (", " between members, ": " after keys, a raw scalar bare), read
+ * straight from the container rather than through the generic iterator.
+ */
+static void
+AppendContainer(StringInfo out, const JsonbContainer *container)
+{
+	uint32		count = JsonContainerSize(container);
+
+	if (JsonContainerIsObject(container))
+	{
+		const char *base = (const char *) &container->children[count * 2];
+
+		appendStringInfoCharMacro(out, '{');
+		for (uint32 i = 0; i < count; i++)
+		{
+			if (i > 0)
+				appendBinaryStringInfo(out, ", ", 2);
+			AppendEntry(out, container, base, i);
+			appendBinaryStringInfo(out, ": ", 2);
+			AppendEntry(out, container, base, i + count);
+		}
+		appendStringInfoCharMacro(out, '}');
+	}
+	else
+	{
+		const char *base = (const char *) &container->children[count];
+		bool		scalar = JsonContainerIsScalar(container);
+
+		if (!scalar)
+			appendStringInfoCharMacro(out, '[');
+		for (uint32 i = 0; i < count; i++)
+		{
+			if (i > 0)
+				appendBinaryStringInfo(out, ", ", 2);
+			AppendEntry(out, container, base, i);
+		}
+		if (!scalar)
+			appendStringInfoCharMacro(out, ']');
+	}
+}
+
+static void
+AppendCanonicalJson(StringInfo out, JsonbValue *v)
+{
+	switch (v->type)
+	{
+		case jbvNull:
+		case jbvBool:
+		case jbvNumeric:
+		case jbvString:
+			AppendScalar(out, v);
 			break;
 		case jbvArray:
 			if (!v->val.array.rawScalar)
@@ -206,7 +289,7 @@ AppendCanonicalJson(StringInfo out, JsonbValue *v)
 			appendStringInfoCharMacro(out, '}');
 			break;
 		case jbvBinary:
-			(void) JsonbToCString(out, v->val.binary.data, v->val.binary.len);
+			AppendContainer(out, v->val.binary.data);
 			break;
 		default:
 			elog(ERROR, "autora: unexpected jsonb value type %d", (int) v->type);
@@ -223,14 +306,22 @@ CanonicalJsonText(JsonbValue *value)
 	return out.data;
 }
 
+/* A stored jsonb, framed, its canonical text written in place. */
 static void
 PutJsonb(StringInfo buf, Datum v)
 {
 	Jsonb	   *jb = DatumGetJsonbP(v);
-	char	   *s = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+	int			length_at;
+	uint32		be;
 
-	PutBytes(buf, s, strlen(s));
-	pfree(s);
+	appendStringInfoCharMacro(buf, 1);
+	length_at = buf->len;
+	PutUint32(buf, 0);
+	AppendContainer(buf, &jb->root);
+	be = pg_hton32((uint32) (buf->len - length_at - 4));
+	memcpy(buf->data + length_at, &be, 4);
+	if ((Pointer) jb != DatumGetPointer(v))
+		pfree(jb);
 }
 
 static void

@@ -19,7 +19,6 @@
 
 #include "access/parallel.h"
 #include "catalog/pg_type.h"
-#include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
@@ -214,30 +213,6 @@ ContextInstall(const char *json, bool is_local)
 	PG_END_TRY();
 }
 
-/* One-row, one-column text lookup through SPI; NULL when no row. */
-static char *
-LookupText(const char *query, const char *arg, bool *found)
-{
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		args[1];
-	char	   *result = NULL;
-	int			ret;
-
-	args[0] = CStringGetTextDatum(arg);
-	ret = SPI_execute_with_args(query, 1, argtypes, args, NULL, true, 1);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "autora: lookup failed: %s", SPI_result_code_string(ret));
-	*found = SPI_processed > 0;
-	if (*found)
-	{
-		char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-
-		if (v != NULL)
-			result = MemoryContextStrdup(TopTransactionContext, v);
-	}
-	return result;
-}
-
 static void
 PushKeyString(JsonbParseState **state, const char *key, const char *value)
 {
@@ -287,7 +262,6 @@ ContextEstablish(const char *tenant, const char *actor, const char *role,
 	char	   *scope;
 	char	   *group = NULL;
 	char	   *json;
-	bool		found;
 	int			i;
 
 	if (actor == NULL || actor[0] == '\0')
@@ -301,11 +275,7 @@ ContextEstablish(const char *tenant, const char *actor, const char *role,
 				 errmsg("the session context needs an actor role"),
 				 errhint("Pass one of the roles listed in autora.actor_roles.")));
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "autora: SPI_connect failed");
-
-	scope = LookupText("SELECT scope FROM autora.actor_roles WHERE role = $1", role, &found);
-	if (!found)
+	if (!ActorRoleLookup(role, &scope))
 		ereport(ERROR,
 				(errcode(ERRCODE_AUTORA_UNKNOWN),
 				 errmsg("unknown actor role \"%s\"", role),
@@ -327,8 +297,6 @@ ContextEstablish(const char *tenant, const char *actor, const char *role,
 				 errhint("Pass the store id as the tenant.")));
 	else
 		tenant = NULL;
-
-	SPI_finish();
 
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 	PushKeyString(&state, "tenant", tenant);

@@ -140,6 +140,7 @@ LedgerGetOids(bool missing_ok)
 			ledger_oids.vault = RequireRelation("pii_vault", nsp);
 			ledger_oids.vault_key = RequireRelation("vault_key", nsp);
 			ledger_oids.tenants = RequireRelation("tenants", nsp);
+			ledger_oids.actor_roles = RequireRelation("actor_roles", nsp);
 			ledger_oids.keys = RequireRelation("keys", nsp);
 			ledger_oids_state = LEDGER_PRESENT;
 		}

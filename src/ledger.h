@@ -22,6 +22,7 @@ typedef struct LedgerOids
 	Oid			vault;
 	Oid			vault_key;
 	Oid			tenants;
+	Oid			actor_roles;
 	Oid			keys;
 } LedgerOids;
 

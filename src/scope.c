@@ -16,9 +16,13 @@
 
 #include <ctype.h>
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/stratnum.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
@@ -28,6 +32,9 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/fmgroids.h"
+#include "utils/rel.h"
+#include "utils/relcache.h"
 #include "utils/uuid.h"
 
 #include "autora_audit.h"
@@ -72,31 +79,46 @@ TenantsOfGroup(const char *group, bool all)
 	return result;
 }
 
+/*
+ * Primary-key lookup in a small autora table keyed by text: the row's
+ * column valuecol as a string (NULL if SQL NULL); false when no row.
+ */
+static bool
+LookupByKey(Oid relid, const char *key, AttrNumber valuecol, char **value)
+{
+	Relation	rel = table_open(relid, AccessShareLock);
+	Oid			pkey = RelationGetPrimaryKeyIndex(rel);
+	ScanKeyData skey;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	bool		found = false;
+
+	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   DEFAULT_COLLATION_OID, F_TEXTEQ, CStringGetTextDatum(key));
+	scan = systable_beginscan(rel, pkey, OidIsValid(pkey), GetActiveSnapshot(), 1, &skey);
+	if (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, valuecol, RelationGetDescr(rel), &isnull);
+
+		*value = isnull ? NULL : TextDatumGetCString(d);
+		found = true;
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
 bool
 TenantLookup(const char *tenant, char **group)
 {
-	const LedgerOids *oids = LedgerGetOids(false);
-	Relation	rel = table_open(oids->tenants, AccessShareLock);
-	TupleTableSlot *slot = table_slot_create(rel, NULL);
-	TableScanDesc scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
-	bool		found = false;
+	return LookupByKey(LedgerGetOids(false)->tenants, tenant, 2, group);
+}
 
-	while (!found && table_scan_getnextslot(scan, ForwardScanDirection, slot))
-	{
-		bool		isnull;
-		Datum		id = slot_getattr(slot, 1, &isnull);
-		Datum		g;
-
-		if (strcmp(TextDatumGetCString(id), tenant) != 0)
-			continue;
-		found = true;
-		g = slot_getattr(slot, 2, &isnull);
-		*group = isnull ? NULL : TextDatumGetCString(g);
-	}
-	table_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	table_close(rel, AccessShareLock);
-	return found;
+bool
+ActorRoleLookup(const char *role, char **scope)
+{
+	return LookupByKey(LedgerGetOids(false)->actor_roles, role, 2, scope);
 }
 
 static bool

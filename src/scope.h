@@ -11,6 +11,9 @@
 /* Is tenant registered?  Sets *group (NULL when it has none). */
 extern bool TenantLookup(const char *tenant, char **group);
 
+/* Is role an actor role?  Sets *scope (tenant, group or platform). */
+extern bool ActorRoleLookup(const char *role, char **scope);
+
 /* Registered tenant ids, sorted: of one group, or all of them. */
 extern List *TenantsOfGroup(const char *group, bool all);
 

@@ -50,7 +50,9 @@ INSERT INTO autora.actor_roles (role, scope, sees_pii) VALUES
     ('sales',          'tenant',   true),
     ('marketing',      'tenant',   false),
     ('support',        'tenant',   false);
-SELECT pg_catalog.pg_extension_config_dump('autora.actor_roles', '');
+-- the seeded roles are recreated by CREATE EXTENSION; dump only the others
+SELECT pg_catalog.pg_extension_config_dump('autora.actor_roles',
+    $$WHERE role NOT IN ('platform_owner', 'group_admin', 'dealer_admin', 'sales', 'marketing', 'support')$$);
 
 -- Per-tenant entry numbering: one sequence per chain, non-transactional so
 -- that writers of one tenant never wait for each other.  The platform chain
@@ -61,6 +63,10 @@ SELECT pg_catalog.pg_extension_config_dump('autora.actor_roles', '');
 CREATE SEQUENCE autora.ledger_id_seq AS bigint CACHE 64;
 CREATE SEQUENCE autora.ledger_block_id_seq AS bigint;
 CREATE SEQUENCE autora.chain_seq_platform AS bigint CACHE 64;
+-- dumped with the ledger, so a restored ledger continues its numbering
+SELECT pg_catalog.pg_extension_config_dump('autora.ledger_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('autora.ledger_block_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('autora.chain_seq_platform', '');
 
 ------------------------------------------------------------------------------
 -- The ledger.  Only the capture path and the sealer write these relations,
@@ -142,14 +148,12 @@ CREATE TABLE autora.pii_vault (
 );
 SELECT pg_catalog.pg_extension_config_dump('autora.pii_vault', '');
 
-CREATE FUNCTION autora._new_vault_key() RETURNS bytea
-    AS 'MODULE_PATHNAME', 'autora_new_vault_key' LANGUAGE C VOLATILE STRICT;
+-- The PII key: generated on first use (src/vault.c), so that pg_restore can
+-- load the original one into a fresh installation.
 CREATE TABLE autora.vault_key (
     id  smallint PRIMARY KEY CHECK (id = 1),
     key bytea NOT NULL CHECK (length(key) = 32)
 );
-INSERT INTO autora.vault_key VALUES (1, autora._new_vault_key());
-DROP FUNCTION autora._new_vault_key();
 SELECT pg_catalog.pg_extension_config_dump('autora.vault_key', '');
 
 ------------------------------------------------------------------------------
@@ -345,6 +349,10 @@ DECLARE
     cmd record;
     col name;
 BEGIN
+    -- pg_restore recreates triggers and policies itself
+    IF current_setting('autora.restore_mode')::boolean THEN
+        RETURN;
+    END IF;
     FOR cmd IN SELECT * FROM pg_event_trigger_ddl_commands()
                WHERE object_type = 'table'
     LOOP

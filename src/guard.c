@@ -235,13 +235,18 @@ RestoreAllowed(Oid relid)
 	return empty;
 }
 
-/* Is the object in schema autora, outside the extension's own scripts? */
+/*
+ * Is the object in schema autora, outside the extension's own scripts?
+ * pg_restore, run by a superuser in restore mode, recreates ownership of
+ * the chain sequences; the ledger relations stay guarded even then.
+ */
 static bool
 InAutoraSchema(Oid nsp)
 {
 	const LedgerOids *oids = LedgerGetOids(true);
 
-	return oids != NULL && OidIsValid(nsp) && nsp == oids->namespace && !creating_extension;
+	return oids != NULL && OidIsValid(nsp) && nsp == oids->namespace && !creating_extension &&
+		!(autora_restore_mode && superuser());
 }
 
 static bool
@@ -388,8 +393,8 @@ GuardAlterTable(AlterTableStmt *stmt)
 
 		switch (cmd->subtype)
 		{
+			/* ENABLE ALWAYS only strengthens capture (pg_restore issues it) */
 			case AT_EnableTrig:
-			case AT_EnableAlwaysTrig:
 			case AT_EnableReplicaTrig:
 			case AT_DisableTrig:
 				if (IsAutoraTrigger(relid, cmd->name))

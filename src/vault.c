@@ -18,6 +18,8 @@
 #include "access/tableam.h"
 #include "executor/tuptable.h"
 #include "utils/builtins.h"
+#include "storage/lmgr.h"
+#include "storage/proc.h"
 #include "utils/snapmgr.h"
 
 #include "ledger.h"
@@ -30,16 +32,21 @@
 static EVP_MAC_CTX *keyed_mac = NULL;	/* initialised with the key */
 static Oid	keyed_relid = InvalidOid;	/* the key table it was read from */
 
-/* Reads the key from autora.vault_key and keys the MAC context. */
-static void
-LoadKey(const LedgerOids *oids)
+/*
+ * Set while the key in keyed_mac is one this session made and its
+ * transaction has not ended: if that transaction aborts the key is gone,
+ * so once it ends the key is read again.
+ */
+static LocalTransactionId key_made_in = InvalidLocalTransactionId;
+
+/* The key in autora.vault_key, or NULL when none was made yet. */
+static bytea *
+ReadKey(Oid relid, Snapshot snapshot)
 {
-	Relation	rel = table_open(oids->vault_key, AccessShareLock);
+	Relation	rel = table_open(relid, AccessShareLock);
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
-	TableScanDesc scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
+	TableScanDesc scan = table_beginscan(rel, snapshot, 0, NULL);
 	bytea	   *key = NULL;
-	EVP_MAC    *mac;
-	OSSL_PARAM	params[2];
 
 	if (table_scan_getnextslot(scan, ForwardScanDirection, slot))
 	{
@@ -52,12 +59,55 @@ LoadKey(const LedgerOids *oids)
 	table_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
 	table_close(rel, AccessShareLock);
+	return key;
+}
 
-	if (key == NULL || VARSIZE_ANY_EXHDR(key) != VAULT_KEY_LEN)
+/*
+ * The database's PII key, made on first use.  Making it takes a
+ * self-conflicting lock held to commit, so concurrent first users wait for
+ * one key instead of making two; this happens once per database.
+ */
+static bytea *
+GetOrCreateKey(const LedgerOids *oids)
+{
+	bytea	   *key = ReadKey(oids->vault_key, GetActiveSnapshot());
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+
+	if (key != NULL)
+		return key;
+	LockRelationOid(oids->vault_key, ShareRowExclusiveLock);
+	key = ReadKey(oids->vault_key, GetLatestSnapshot());
+	if (key != NULL)
+		return key;
+
+	key = palloc(VARHDRSZ + VAULT_KEY_LEN);
+	SET_VARSIZE(key, VARHDRSZ + VAULT_KEY_LEN);
+	if (!pg_strong_random(VARDATA(key), VAULT_KEY_LEN))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate a random key")));
+	values[0] = Int16GetDatum(1);
+	values[1] = PointerGetDatum(key);
+	WriterInsert(oids->vault_key, values, nulls);
+	WriterFlushAll();
+	key_made_in = MyProc->lxid;
+	return key;
+}
+
+/* Keys the MAC context with the database's PII key. */
+static void
+LoadKey(const LedgerOids *oids)
+{
+	bytea	   *key = GetOrCreateKey(oids);
+	EVP_MAC    *mac;
+	OSSL_PARAM	params[2];
+
+	if (VARSIZE_ANY_EXHDR(key) != VAULT_KEY_LEN)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("the autora PII key is missing"),
-				 errhint("Reinstall the extension; autora.vault_key must hold one 32-byte key.")));
+				 errmsg("the autora PII key is damaged"),
+				 errhint("autora.vault_key must hold one 32-byte key.")));
 
 	if (keyed_mac != NULL)
 		EVP_MAC_CTX_free(keyed_mac);
@@ -83,6 +133,11 @@ VaultDigest(const char *value)
 	size_t		outlen = 0;
 	char	   *result;
 
+	if (key_made_in != InvalidLocalTransactionId && key_made_in != MyProc->lxid)
+	{
+		key_made_in = InvalidLocalTransactionId;
+		keyed_relid = InvalidOid;
+	}
 	if (keyed_mac == NULL || keyed_relid != oids->vault_key)
 		LoadKey(oids);
 
@@ -119,19 +174,4 @@ VaultStore(int64 entry_id, const char *tenant_id, Jsonb *clear)
 		nulls[1] = true;
 	values[2] = JsonbPGetDatum(clear);
 	WriterInsert(oids->vault, values, nulls);
-}
-
-/* A fresh random key for autora.vault_key, from the install script. */
-PG_FUNCTION_INFO_V1(autora_new_vault_key);
-Datum
-autora_new_vault_key(PG_FUNCTION_ARGS)
-{
-	bytea	   *key = palloc(VARHDRSZ + VAULT_KEY_LEN);
-
-	SET_VARSIZE(key, VARHDRSZ + VAULT_KEY_LEN);
-	if (!pg_strong_random(VARDATA(key), VAULT_KEY_LEN))
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not generate a random key")));
-	PG_RETURN_BYTEA_P(key);
 }

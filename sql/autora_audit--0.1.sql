@@ -61,11 +61,9 @@ SELECT pg_catalog.pg_extension_config_dump('autora.actor_roles',
 -- sequence numbers rise within a session and may have gaps; block
 -- membership, not numbering, is what verification relies on.
 CREATE SEQUENCE autora.ledger_id_seq AS bigint CACHE 64;
-CREATE SEQUENCE autora.ledger_block_id_seq AS bigint;
 CREATE SEQUENCE autora.chain_seq_platform AS bigint CACHE 64;
 -- dumped with the ledger, so a restored ledger continues its numbering
 SELECT pg_catalog.pg_extension_config_dump('autora.ledger_id_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('autora.ledger_block_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('autora.chain_seq_platform', '');
 
 ------------------------------------------------------------------------------
@@ -256,6 +254,16 @@ AS 'MODULE_PATHNAME', 'autora_visible_int8' LANGUAGE C STABLE PARALLEL SAFE;
 CREATE FUNCTION autora._visible_uuid() RETURNS uuid[]
 AS 'MODULE_PATHNAME', 'autora_visible_uuid' LANGUAGE C STABLE PARALLEL SAFE;
 
+-- The context tenant, typed, for the write policies (NULL refuses the write).
+CREATE FUNCTION autora._own_text() RETURNS text
+AS 'MODULE_PATHNAME', 'autora_own_text' LANGUAGE C STABLE PARALLEL SAFE;
+CREATE FUNCTION autora._own_int4() RETURNS integer
+AS 'MODULE_PATHNAME', 'autora_own_int4' LANGUAGE C STABLE PARALLEL SAFE;
+CREATE FUNCTION autora._own_int8() RETURNS bigint
+AS 'MODULE_PATHNAME', 'autora_own_int8' LANGUAGE C STABLE PARALLEL SAFE;
+CREATE FUNCTION autora._own_uuid() RETURNS uuid
+AS 'MODULE_PATHNAME', 'autora_own_uuid' LANGUAGE C STABLE PARALLEL SAFE;
+
 ------------------------------------------------------------------------------
 -- Tenants
 ------------------------------------------------------------------------------
@@ -336,7 +344,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION autora._protect_partitions(rel regclass) RETURNS void
+CREATE FUNCTION autora._protect_partitions(rel regclass) RETURNS boolean
 AS 'MODULE_PATHNAME', 'autora_protect_partitions'
 LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, autora, pg_temp;
 
@@ -356,10 +364,8 @@ BEGIN
     FOR cmd IN SELECT * FROM pg_event_trigger_ddl_commands()
                WHERE object_type = 'table'
     LOOP
-        IF (SELECT relispartition OR relkind = 'p' FROM pg_class WHERE oid = cmd.objid) THEN
-            PERFORM autora._protect_partitions(cmd.objid::regclass);
-            CONTINUE;
-        END IF;
+        -- a partition or inheritance child of a protected table (also attached later)
+        CONTINUE WHEN autora._protect_partitions(cmd.objid::regclass);
         CONTINUE WHEN cmd.command_tag NOT IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO');
         SELECT p.tenant_column INTO col
           FROM autora.protected_schemas p
@@ -432,7 +438,8 @@ GRANT EXECUTE ON FUNCTION autora.tenant(), autora.actor(), autora.actor_role(),
                           autora.context(), autora.clear_context(),
                           autora.visible_tenants(), autora._visible_text(),
                           autora._visible_int4(), autora._visible_int8(),
-                          autora._visible_uuid(),
+                          autora._visible_uuid(), autora._own_text(),
+                          autora._own_int4(), autora._own_int8(), autora._own_uuid(),
                           autora.set_context(text, boolean),
                           autora.set_context_trusted(text, text, text, jsonb, boolean),
                           autora.log_event(text, text, text, jsonb),

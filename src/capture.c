@@ -35,6 +35,7 @@
 #include "ledger.h"
 #include "encoding.h"
 #include "relinfo.h"
+#include "scope.h"
 #include "vault.h"
 #include "writer.h"
 
@@ -412,8 +413,14 @@ autora_stamp_tenant(PG_FUNCTION_ARGS)
 					 errdetail(ctx->present ? "The session context has platform scope and no tenant."
 							   : "No autora session context is set."),
 					 errhint("Call autora.set_context(token) for the store first, or give the tenant column a value.")));
-		value = InputFunctionCall(&info->tenant_input, ctx->tenant,
-								  info->tenant_ioparam, info->tenant_typmod);
+		/* '09101' would become the bigint 9101, which is tenant '9101' */
+		if (!TypedTenant(ctx->tenant, getBaseType(info->tenant_typid), &value))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("context tenant \"%s\" is not a value of column \"%s\" of \"%s\"",
+							ctx->tenant, get_attname(RelationGetRelid(rel), attnum, false), info->name),
+					 errdetail("Tenant ids must be written in the column type's own text form, e.g. 101 for bigint."),
+					 errhint("Use a tenant whose id fits the column, or register ids in that form.")));
 		cols[0] = attnum;
 		tuple = heap_modify_tuple_by_cols(tuple, RelationGetDescr(rel), 1, cols, &value, &replnull);
 		return PointerGetDatum(tuple);

@@ -16,6 +16,7 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "access/table.h"
 #include "access/transam.h"
 #include "access/xact.h"
@@ -36,15 +37,6 @@
 #include "encoding.h"
 #include "ledger.h"
 #include "writer.h"
-
-/* Columns of autora.ledger_blocks, in table order. */
-enum
-{
-	BC_BLOCK_ID, BC_TENANT_ID, BC_BLOCK_NO, BC_SEALED_AT, BC_ENTRY_COUNT,
-	BC_FIRST_ENTRY, BC_LAST_ENTRY, BC_ENTRY_IDS, BC_ENTRY_HASHES,
-	BC_MERKLE_ROOT, BC_PREV_HASH, BC_BLOCK_HASH, BC_SEAL_XMIN, BC_SEAL_XMAX,
-	BC_SEAL_XIP, BC_FORMAT, BLOCK_NCOLUMNS
-};
 
 /* entries of one tenant found by a round */
 typedef struct TenantBatch
@@ -113,27 +105,49 @@ Int64Column(HeapTuple tup, TupleDesc desc, int col)
 	return isnull ? 0 : (uint64) DatumGetInt64(d);
 }
 
-/* The horizon stored by the last round, read with the round's snapshot. */
+/*
+ * The horizon stored by the last round, and the last block id, read with
+ * the round's snapshot.  Block ids are numbered here, under the round's
+ * lock, not by a sequence: sequences copied by CREATE DATABASE can step
+ * back after a crash in PostgreSQL 15.
+ */
 static SealHorizon
-LastHorizon(void)
+LastHorizon(int64 *last_block_id)
 {
 	SealHorizon h = {0};
 	int			ret;
 
-	ret = SPI_execute("SELECT seal_xmin, seal_xmax, seal_xip FROM autora.ledger_blocks"
-					  " ORDER BY block_id DESC LIMIT 1", true, 1);
+	*last_block_id = 0;
+	ret = SPI_execute("SELECT * FROM autora.ledger_blocks ORDER BY block_id DESC LIMIT 1", true, 1);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "autora: reading the last seal horizon failed: %s", SPI_result_code_string(ret));
 	if (SPI_processed == 0)
 		return h;
 
+	{
+		Datum		values[BLOCK_NCOLUMNS];
+		bool		nulls[BLOCK_NCOLUMNS];
+
+		if (SPI_tuptable->tupdesc->natts != BLOCK_NCOLUMNS)
+			elog(ERROR, "autora: autora.ledger_blocks does not have the columns this library writes");
+		heap_deform_tuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, values, nulls);
+		/* the horizon decides what is sealed next: only trust an intact block */
+		if (!BlockRowVerifies(values, nulls))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("the last ledger block (block_id %lld) was altered; sealing stops",
+							(long long) DatumGetInt64(values[BC_BLOCK_ID])),
+					 errdetail("Its hash no longer matches its contents, so its seal horizon cannot be trusted."),
+					 errhint("Run autora.verify() and compare the chain heads with your external digests.")));
+	}
 	h.valid = true;
-	h.xmin = Int64Column(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	h.xmax = Int64Column(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	*last_block_id = (int64) Int64Column(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, BC_BLOCK_ID + 1);
+	h.xmin = Int64Column(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, BC_SEAL_XMIN + 1);
+	h.xmax = Int64Column(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, BC_SEAL_XMAX + 1);
 	{
 		bool		isnull;
 		ArrayType  *arr = DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0],
-														   SPI_tuptable->tupdesc, 3, &isnull));
+														   SPI_tuptable->tupdesc, BC_SEAL_XIP + 1, &isnull));
 		Datum	   *elems;
 		int			n;
 
@@ -282,7 +296,7 @@ MakeInt8Array(const uint64 *vals, int n)
 
 /* Writes one block of n entries of a tenant, chained to prev_hash. */
 static void
-WriteBlock(const LedgerOids *oids, const char *tenant,
+WriteBlock(const LedgerOids *oids, const char *tenant, int64 *last_block_id,
 		   int64 block_no, const int64 *ids, const uint8 *hashes, int64 n,
 		   uint8 prev_hash[LEDGER_HASH_LEN], const SealHorizon *cur)
 {
@@ -299,10 +313,14 @@ WriteBlock(const LedgerOids *oids, const char *tenant,
 	hdr.sealed_at = GetCurrentTimestamp();
 	MerkleRoot(hashes, n, hdr.merkle_root);
 	memcpy(hdr.prev_hash, prev_hash, LEDGER_HASH_LEN);
+	hdr.seal_xmin = cur->xmin;
+	hdr.seal_xmax = cur->xmax;
+	hdr.seal_nxip = cur->nxip;
+	hdr.seal_xip = cur->xip;
 	BlockHash(&hdr, block_hash);
 
 	memset(nulls, false, sizeof(nulls));
-	values[BC_BLOCK_ID] = Int64GetDatum(nextval_internal(oids->block_seq, false));
+	values[BC_BLOCK_ID] = Int64GetDatum(++(*last_block_id));
 	if (tenant)
 		values[BC_TENANT_ID] = CStringGetTextDatum(tenant);
 	else
@@ -348,6 +366,7 @@ SealPending(void)
 	TenantBatch **sorted;
 	long		nbatches = 0;
 	int64		sealed = 0;
+	int64		last_block_id;
 
 	round_cxt = AllocSetContextCreate(CurrentMemoryContext, "autora seal round",
 									  ALLOCSET_DEFAULT_SIZES);
@@ -362,7 +381,7 @@ SealPending(void)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "autora: SPI_connect failed");
 	PushActiveSnapshot(snap);
-	prev = LastHorizon();
+	prev = LastHorizon(&last_block_id);
 	PopActiveSnapshot();
 
 	ctl.keysize = sizeof(b->key);
@@ -390,7 +409,7 @@ SealPending(void)
 		{
 			int64		n = Min((int64) autora_block_size, b->n - off);
 
-			WriteBlock(oids, tenant, ++block_no, b->ids + off,
+			WriteBlock(oids, tenant, &last_block_id, ++block_no, b->ids + off,
 					   b->hashes + LEDGER_HASH_LEN * off, n, prev_hash, &cur);
 		}
 		sealed += b->n;

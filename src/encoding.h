@@ -67,6 +67,28 @@ extern void EntryHash(const Datum *values, const bool *nulls,
  */
 extern char *CanonicalJsonText(JsonbValue *value);
 
+/* Columns of autora.ledger_blocks, in table order (attnum - 1). */
+typedef enum BlockColumn
+{
+	BC_BLOCK_ID,
+	BC_TENANT_ID,
+	BC_BLOCK_NO,
+	BC_SEALED_AT,
+	BC_ENTRY_COUNT,
+	BC_FIRST_ENTRY,
+	BC_LAST_ENTRY,
+	BC_ENTRY_IDS,
+	BC_ENTRY_HASHES,
+	BC_MERKLE_ROOT,
+	BC_PREV_HASH,
+	BC_BLOCK_HASH,
+	BC_SEAL_XMIN,
+	BC_SEAL_XMAX,
+	BC_SEAL_XIP,
+	BC_FORMAT,
+	BLOCK_NCOLUMNS
+} BlockColumn;
+
 /* Fields of a block that its hash covers. */
 typedef struct BlockHeader
 {
@@ -78,9 +100,20 @@ typedef struct BlockHeader
 	TimestampTz sealed_at;
 	uint8		merkle_root[LEDGER_HASH_LEN];
 	uint8		prev_hash[LEDGER_HASH_LEN];
+	/* the seal round's horizon (see chain.h): covered, so it cannot be moved */
+	uint64		seal_xmin;
+	uint64		seal_xmax;
+	int			seal_nxip;
+	const uint64 *seal_xip;
 } BlockHeader;
 
 extern void BlockHash(const BlockHeader *block, uint8 out[LEDGER_HASH_LEN]);
+
+/*
+ * Does a stored block row (values in BlockColumn order) hash to its stored
+ * block_hash?  False also for a row too damaged to read.
+ */
+extern bool BlockRowVerifies(const Datum *values, const bool *nulls);
 
 /* RFC 6962 Merkle tree hash over n entry hashes laid end to end; n >= 1. */
 extern void MerkleRoot(const uint8 *hashes, int64 n, uint8 out[LEDGER_HASH_LEN]);

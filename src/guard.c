@@ -17,6 +17,7 @@
  *	                   scripts, and so is dropping a protected table.
  *	  ExecutorCheckPerms  refuses protected tables to sessions without a
  *	                   context (ZA001), even when the table is empty.
+ *	  planner          refuses WITH HOLD cursors over protected tables.
  *	  object_access    refuses the drop of a ledger relation or a protected
  *	                   table however it is reached (DROP SCHEMA ... CASCADE,
  *	                   DROP OWNED).
@@ -34,7 +35,9 @@
 #include "access/tableam.h"
 #include "catalog/namespace.h"
 #include "catalog/objectaccess.h"
+#include "catalog/partition.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/indexing.h"
 #include "catalog/pg_trigger.h"
 #include "commands/dbcommands.h"
@@ -44,6 +47,7 @@
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "optimizer/planner.h"
 #include "parser/parse_func.h"
 #include "parser/parsetree.h"
 #include "tcop/utility.h"
@@ -65,12 +69,33 @@ static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 static ExecutorStart_hook_type prev_ExecutorStart = NULL;
 static object_access_hook_type prev_object_access_hook = NULL;
 static ExecutorCheckPerms_hook_type prev_ExecutorCheckPerms = NULL;
+static planner_hook_type prev_planner = NULL;
 
 /* relation whose autora objects protect()/unprotect() are changing */
 static Oid	allowed_relid = InvalidOid;
 
 /* DROP EXTENSION of an empty ledger is under way */
 static bool extension_drop_allowed = false;
+
+/*
+ * Is relid the relation protect()/unprotect() is working on, or a member
+ * of its partition / inheritance tree (whose cloned triggers go with it)?
+ */
+static bool
+IsAllowedRelation(Oid relid)
+{
+	List	   *ancestors;
+
+	if (!OidIsValid(allowed_relid) || !OidIsValid(relid))
+		return false;
+	if (relid == allowed_relid)
+		return true;
+	ancestors = get_partition_ancestors(relid);
+	if (list_member_oid(ancestors, allowed_relid))
+		return true;
+	return has_superclass(relid) &&
+		list_member_oid(find_all_inheritors(allowed_relid, NoLock, NULL), relid);
+}
 
 void
 GuardAllowRelationBegin(Oid relid)
@@ -158,7 +183,7 @@ static bool
 IsAutoraPolicy(Oid relid, const char *policy)
 {
 	return policy != NULL && strncmp(policy, "autora_", 7) == 0 &&
-		relid != allowed_relid && IsProtected(relid);
+		!IsAllowedRelation(relid) && IsProtected(relid);
 }
 
 static void
@@ -278,8 +303,8 @@ RefuseProtectedDrop(Oid relid)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("DROP of protected table \"%s\" is not allowed", get_rel_name(relid)),
-			 errdetail("Dropping it would remove every store's rows without a ledger entry."),
+			 errmsg("dropping or detaching protected table \"%s\" is not allowed", get_rel_name(relid)),
+			 errdetail("Its rows would leave the ledger's view without an entry."),
 			 errhint("Remove protection first with autora.unprotect(table, reason), which is recorded in the ledger.")));
 }
 
@@ -339,7 +364,7 @@ GuardDrop(DropStmt *stmt)
 					Oid			relid = RelidOfNames(list_truncate(list_copy(names),
 																   list_length(names) - 1));
 
-					if (relid != allowed_relid && IsAutoraTrigger(relid, trigname))
+					if (!IsAllowedRelation(relid) && IsAutoraTrigger(relid, trigname))
 						RefuseTrigger("DROP", trigname, relid);
 					break;
 				}
@@ -382,9 +407,18 @@ GuardAlterTable(AlterTableStmt *stmt)
 		return;
 	if (IsLedgerRelation(relid))
 		RefuseLedger("ALTER", relid);
+	/* a child of the ledger would show its rows in SELECT ... FROM autora.ledger */
+	foreach(lc, stmt->cmds)
+	{
+		AlterTableCmd *cmd = lfirst(lc);
+
+		if (cmd->subtype == AT_AddInherit &&
+			IsLedgerRelation(RelidOf((RangeVar *) cmd->def)))
+			RefuseLedger("INHERIT", RelidOf((RangeVar *) cmd->def));
+	}
 	if (RelationInAutoraSchema(relid))
 		RefuseAutoraObject("ALTER", get_rel_name(relid));
-	if (relid == allowed_relid || !IsProtected(relid))
+	if (IsAllowedRelation(relid) || !IsProtected(relid))
 		return;
 
 	foreach(lc, stmt->cmds)
@@ -427,7 +461,7 @@ GuardRename(RenameStmt *stmt)
 	{
 		case OBJECT_TRIGGER:
 			relid = RelidOf(stmt->relation);
-			if (relid != allowed_relid && IsAutoraTrigger(relid, stmt->subname))
+			if (!IsAllowedRelation(relid) && IsAutoraTrigger(relid, stmt->subname))
 				RefuseTrigger("RENAME", stmt->subname, relid);
 			break;
 		case OBJECT_POLICY:
@@ -553,7 +587,7 @@ GuardUtility(Node *parsetree)
 					RefuseLedger("CREATE TRIGGER", relid);
 				if (RelationInAutoraSchema(relid))
 					RefuseAutoraObject("CREATE TRIGGER on", get_rel_name(relid));
-				if (stmt->replace && relid != allowed_relid &&
+				if (stmt->replace && !IsAllowedRelation(relid) &&
 					IsAutoraTrigger(relid, stmt->trigname))
 					RefuseTrigger("CREATE OR REPLACE", stmt->trigname, relid);
 				break;
@@ -567,6 +601,14 @@ GuardUtility(Node *parsetree)
 					RefusePolicy("ALTER POLICY", stmt->policy_name, relid);
 				break;
 			}
+		case T_CreateStmt:
+			foreach(lc, ((CreateStmt *) parsetree)->inhRelations)
+			{
+				relid = RelidOf(lfirst(lc));
+				if (IsLedgerRelation(relid))
+					RefuseLedger("INHERITS", relid);
+			}
+			break;
 		case T_RuleStmt:
 			relid = RelidOf(((RuleStmt *) parsetree)->relation);
 			if (IsLedgerRelation(relid))
@@ -582,6 +624,17 @@ GuardUtility(Node *parsetree)
 		default:
 			break;
 	}
+}
+
+static bool
+HasDefElem(List *options, const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, options)
+		if (strcmp(((DefElem *) lfirst(lc))->defname, name) == 0)
+			return true;
+	return false;
 }
 
 /* The database a database-level command needs free of connections. */
@@ -623,12 +676,31 @@ autora_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 					  ParamListInfo params, QueryEnvironment *queryEnv,
 					  DestReceiver *dest, QueryCompletion *qc)
 {
-	Node	   *parsetree = pstmt->utilityStmt;
+	Node	   *volatile parsetree = pstmt->utilityStmt;
+	PlannedStmt *volatile run = pstmt;
+	volatile bool run_read_only = readOnlyTree;
 	volatile bool dropping_extension = false;
 	volatile Oid paused_db;
 
 	if (!IsBinaryUpgrade)
 		GuardUtility(parsetree);
+
+	/*
+	 * PostgreSQL 15's default CREATE DATABASE strategy (wal_log) does not
+	 * WAL-log the first nextval() of the copied sequences, so after a crash
+	 * they can step back and hand out ledger ids twice; file_copy is safe.
+	 */
+	if (IsA(parsetree, CreatedbStmt) && !HasDefElem(((CreatedbStmt *) parsetree)->options, "strategy"))
+	{
+		CreatedbStmt *stmt;
+
+		run = copyObject(pstmt);
+		stmt = (CreatedbStmt *) run->utilityStmt;
+		stmt->options = lappend(stmt->options,
+								makeDefElem("strategy", (Node *) makeString("file_copy"), -1));
+		parsetree = run->utilityStmt;
+		run_read_only = false;
+	}
 
 	if (IsA(parsetree, DropStmt) && ((DropStmt *) parsetree)->removeType == OBJECT_EXTENSION)
 		dropping_extension = true;
@@ -640,10 +712,10 @@ autora_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	{
 		extension_drop_allowed = dropping_extension;
 		if (prev_ProcessUtility)
-			prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+			prev_ProcessUtility(run, queryString, run_read_only, context,
 								params, queryEnv, dest, qc);
 		else
-			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+			standard_ProcessUtility(run, queryString, run_read_only, context,
 									params, queryEnv, dest, qc);
 	}
 	PG_FINALLY();
@@ -653,6 +725,11 @@ autora_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 			SealerResumeDatabase(paused_db);
 	}
 	PG_END_TRY();
+
+	/* the preparing session could not wake the sealer; the committer does */
+	if (IsA(parsetree, TransactionStmt) &&
+		((TransactionStmt *) parsetree)->kind == TRANS_STMT_COMMIT_PREPARED)
+		SealerWake();
 }
 
 /* --- executor ------------------------------------------------------------- */
@@ -736,6 +813,42 @@ autora_ExecutorCheckPerms(List *rangeTable, bool ereport_on_violation)
 	return true;
 }
 
+/* --- planner: no WITH HOLD cursors over protected tables --------------------- */
+
+/*
+ * A WITH HOLD cursor keeps its rows after the transaction, so they outlive
+ * the context that selected them and can be fetched under another one (or,
+ * behind a pooler, by another client).  The planner sees the cursor options
+ * and every relation the query reads, views expanded.
+ */
+static PlannedStmt *
+autora_planner(Query *parse, const char *query_string, int cursorOptions,
+			   ParamListInfo boundParams)
+{
+	PlannedStmt *result;
+	ListCell   *lc;
+
+	if (prev_planner)
+		result = prev_planner(parse, query_string, cursorOptions, boundParams);
+	else
+		result = standard_planner(parse, query_string, cursorOptions, boundParams);
+
+	if (cursorOptions & CURSOR_OPT_HOLD)
+		foreach(lc, result->rtable)
+		{
+			RangeTblEntry *rte = lfirst(lc);
+
+			if (rte->rtekind == RTE_RELATION && RelIsProtected(rte->relid))
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("WITH HOLD cursors over protected table \"%s\" are not allowed",
+								get_rel_name(rte->relid)),
+						 errdetail("Held rows would outlive the session context that selected them."),
+						 errhint("Use a cursor without HOLD inside the transaction.")));
+		}
+	return result;
+}
+
 /* --- object access -------------------------------------------------------- */
 
 /* The relation of an autora trigger, or InvalidOid for any other trigger. */
@@ -789,7 +902,7 @@ autora_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 	{
 		Oid			relid = AutoraTriggerRelation(objectId);
 
-		if (OidIsValid(relid) && relid != allowed_relid)
+		if (OidIsValid(relid) && !IsAllowedRelation(relid))
 			RefuseProtectedDrop(relid);
 	}
 }
@@ -805,4 +918,6 @@ GuardInstallHooks(void)
 	object_access_hook = autora_object_access;
 	prev_ExecutorCheckPerms = ExecutorCheckPerms_hook;
 	ExecutorCheckPerms_hook = autora_ExecutorCheckPerms;
+	prev_planner = planner_hook;
+	planner_hook = autora_planner;
 }

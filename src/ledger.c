@@ -135,7 +135,6 @@ LedgerGetOids(bool missing_ok)
 			ledger_oids.ledger = RequireRelation("ledger", nsp);
 			ledger_oids.blocks = RequireRelation("ledger_blocks", nsp);
 			ledger_oids.id_seq = RequireRelation("ledger_id_seq", nsp);
-			ledger_oids.block_seq = RequireRelation("ledger_block_id_seq", nsp);
 			ledger_oids.platform_seq = RequireRelation("chain_seq_platform", nsp);
 			ledger_oids.vault = RequireRelation("pii_vault", nsp);
 			ledger_oids.vault_key = RequireRelation("vault_key", nsp);

@@ -17,7 +17,6 @@ typedef struct LedgerOids
 	Oid			ledger;
 	Oid			blocks;
 	Oid			id_seq;
-	Oid			block_seq;
 	Oid			platform_seq;
 	Oid			vault;
 	Oid			vault_key;

@@ -168,7 +168,7 @@ ApplyRowSecurity(Oid relid, const char *column)
 	char	   *col = (char *) quote_identifier(column);
 	Oid			type = getBaseType(get_atttype(relid, get_attnum(relid, column)));
 	const char *cast;
-	const char *visible;
+	const char *kind;			/* suffix of autora._visible_* / _own_* */
 	char	   *own;
 	StringInfoData sql;
 	List	   *permissive;
@@ -176,19 +176,19 @@ ApplyRowSecurity(Oid relid, const char *column)
 	switch (type)
 	{
 		case INT4OID:
-			cast = "integer", visible = "int4";
+			cast = "integer", kind = "int4";
 			break;
 		case INT8OID:
-			cast = "bigint", visible = "int8";
+			cast = "bigint", kind = "int8";
 			break;
 		case UUIDOID:
-			cast = "uuid", visible = "uuid";
+			cast = "uuid", kind = "uuid";
 			break;
 		default:
-			cast = "text", visible = "text";
+			cast = "text", kind = "text";
 			break;
 	}
-	own = psprintf("%s = (SELECT autora.tenant())::%s", col, cast);
+	own = psprintf("%s = (SELECT autora._own_%s())", col, kind);
 
 	RemoveRowSecurity(relid);
 	permissive = QueryStrings(psprintf("SELECT polname FROM pg_policy WHERE polrelid = %u"
@@ -206,7 +206,7 @@ ApplyRowSecurity(Oid relid, const char *column)
 					 "CREATE POLICY autora_insert ON %s AS RESTRICTIVE FOR INSERT WITH CHECK (%s);"
 					 "CREATE POLICY autora_update ON %s AS RESTRICTIVE FOR UPDATE USING (%s) WITH CHECK (%s);"
 					 "CREATE POLICY autora_delete ON %s AS RESTRICTIVE FOR DELETE USING (%s);",
-					 qualified, col, visible, cast,
+					 qualified, col, kind, cast,
 					 qualified, own,
 					 qualified, own, own,
 					 qualified, own);
@@ -214,9 +214,11 @@ ApplyRowSecurity(Oid relid, const char *column)
 }
 
 /*
- * Partitions: PostgreSQL clones row triggers to partitions, but neither
- * policies nor statement triggers, and a partition can be queried directly.
- * Each member of the tree gets its own policies, TRUNCATE and flush triggers.
+ * Partitions and inheritance children can be queried directly.  PostgreSQL
+ * clones row triggers to partitions, but not to inheritance children, and
+ * neither policies nor statement triggers to either: each member of the
+ * tree gets its own policies, TRUNCATE and flush triggers, and inheritance
+ * children the row triggers too.
  */
 static void
 ProtectPartitions(Oid root, const char *column, const char *args)
@@ -232,9 +234,18 @@ ProtectPartitions(Oid root, const char *column, const char *args)
 		if (member == root)
 			continue;
 		ApplyRowSecurity(member, column);
+		qualified = QualifiedName(member);
+		if (!get_rel_relispartition(member) && !HasTrigger(member, CAPTURE_TRIGGER))
+			ExecuteOnRelation(member,
+							  psprintf("CREATE TRIGGER " STAMP_TRIGGER " BEFORE INSERT OR UPDATE ON %s"
+									   " FOR EACH ROW EXECUTE FUNCTION autora.stamp_tenant(%s);"
+									   "CREATE TRIGGER " CAPTURE_TRIGGER " AFTER INSERT OR UPDATE OR DELETE ON %s"
+									   " FOR EACH ROW EXECUTE FUNCTION autora.capture_row(%s);"
+									   "ALTER TABLE %s ENABLE ALWAYS TRIGGER " STAMP_TRIGGER ","
+									   " ENABLE ALWAYS TRIGGER " CAPTURE_TRIGGER ";",
+									   qualified, args, qualified, args, qualified));
 		if (HasTrigger(member, TRUNCATE_TRIGGER))
 			continue;
-		qualified = QualifiedName(member);
 		ExecuteOnRelation(member,
 						  psprintf("CREATE TRIGGER " TRUNCATE_TRIGGER " BEFORE TRUNCATE ON %s"
 								   " FOR EACH STATEMENT EXECUTE FUNCTION autora.capture_truncate(%s);"
@@ -265,6 +276,10 @@ UnprotectPartitions(Oid root)
 		if (HasTrigger(member, FLUSH_TRIGGER))
 			ExecuteOnRelation(member, psprintf("DROP TRIGGER " FLUSH_TRIGGER " ON %s;",
 											   QualifiedName(member)));
+		if (!get_rel_relispartition(member) && HasTrigger(member, CAPTURE_TRIGGER))
+			ExecuteOnRelation(member, psprintf("DROP TRIGGER " STAMP_TRIGGER " ON %s;"
+											   "DROP TRIGGER " CAPTURE_TRIGGER " ON %s;",
+											   QualifiedName(member), QualifiedName(member)));
 	}
 }
 
@@ -397,20 +412,32 @@ JsonbFromCString(const char *json)
 	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(json)));
 }
 
-/* {"tenant_column": ..., "pii_columns": [...], "exclude_columns": [...]} */
+/*
+ * The role that called protect()/unprotect(): these run as the extension
+ * owner (SECURITY DEFINER), so current_user is not it; the outer user is
+ * whoever SET ROLE made the session act as.
+ */
+static char *
+RequestingUser(void)
+{
+	return GetUserNameFromId(GetOuterUserId(), false);
+}
+
+/* {"tenant_column": ..., "pii_columns": [...], "exclude_columns": [...], "by": ...} */
 static Jsonb *
 ProtectionMetadata(const char *tenant_column, const char *pii, const char *excluded)
 {
-	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
-	Datum		args[3];
+	Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		args[4];
 	bool		isnull;
 
 	args[0] = CStringGetTextDatum(tenant_column);
 	args[1] = CStringGetTextDatum(pii);
 	args[2] = CStringGetTextDatum(excluded);
+	args[3] = CStringGetTextDatum(RequestingUser());
 	if (SPI_execute_with_args("SELECT jsonb_build_object('tenant_column', $1,"
-							  " 'pii_columns', $2::text[], 'exclude_columns', $3::text[])",
-							  3, types, args, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+							  " 'pii_columns', $2::text[], 'exclude_columns', $3::text[], 'by', $4)",
+							  4, types, args, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "autora: building protect metadata failed");
 	return DatumGetJsonbP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
@@ -488,12 +515,14 @@ autora_protect(PG_FUNCTION_ARGS)
 
 	resetStringInfo(&sql);
 	appendStringInfo(&sql,
-					 "INSERT INTO autora.protected (relid, tenant_column, pii_columns, exclude_columns)"
-					 " VALUES (%u, %s, %s, %s)"
+					 "INSERT INTO autora.protected (relid, tenant_column, pii_columns, exclude_columns,"
+					 " protected_by) VALUES (%u, %s, %s, %s, %s)"
 					 " ON CONFLICT (relid) DO UPDATE SET tenant_column = EXCLUDED.tenant_column,"
-					 " pii_columns = EXCLUDED.pii_columns, exclude_columns = EXCLUDED.exclude_columns",
+					 " pii_columns = EXCLUDED.pii_columns, exclude_columns = EXCLUDED.exclude_columns,"
+					 " protected_by = EXCLUDED.protected_by",
 					 relid, quote_literal_cstr(tenant_column),
-					 quote_literal_cstr(pii), quote_literal_cstr(excluded));
+					 quote_literal_cstr(pii), quote_literal_cstr(excluded),
+					 quote_literal_cstr(RequestingUser()));
 	ExecuteDDL(sql.data);
 
 	RecordTableEvent("protect", qualified, ProtectionMetadata(tenant_column, pii, excluded));
@@ -542,44 +571,50 @@ autora_unprotect(PG_FUNCTION_ARGS)
 	UnprotectPartitions(relid);
 	ExecuteDDL(psprintf("DELETE FROM autora.protected WHERE relid = %u", relid));
 	RecordTableEvent("unprotect", qualified,
-					 JsonbFromCString(psprintf("{\"reason\": %s}", JsonQuote(reason))));
+					 JsonbFromCString(psprintf("{\"reason\": %s, \"by\": %s}", JsonQuote(reason),
+											   JsonQuote(RequestingUser()))));
 	SPI_finish();
 	PG_RETURN_VOID();
 }
 
 /*
- * Called by the event trigger for new partitions and ATTACH PARTITION:
- * brings every member of a protected partition tree under protection.
+ * Called by the event trigger for every new or altered table: when the
+ * table is, or descends from (partition or inheritance child), a protected
+ * table, brings every member of that tree under protection and returns true.
  */
 PG_FUNCTION_INFO_V1(autora_protect_partitions);
 Datum
 autora_protect_partitions(PG_FUNCTION_ARGS)
 {
 	Oid			relid = PG_GETARG_OID(0);
-	List	   *ancestors;
-	Oid			root;
+	bool		found;
 
 	if (protect_in_progress || get_rel_relkind(relid) == '\0')
-		PG_RETURN_VOID();
-	ancestors = get_partition_ancestors(relid);
-	root = ancestors == NIL ? relid : llast_oid(ancestors);
-	if (get_rel_relkind(root) != RELKIND_PARTITIONED_TABLE)
-		PG_RETURN_VOID();
+		PG_RETURN_BOOL(false);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "autora: SPI_connect failed");
-	if (SPI_execute(psprintf("SELECT tenant_column::text, pii_columns::text, exclude_columns::text"
-							 " FROM autora.protected WHERE relid = %u", root), true, 1) != SPI_OK_SELECT)
+	if (SPI_execute(psprintf("WITH RECURSIVE up(relid, depth) AS ("
+							 "  SELECT %u::oid, 0"
+							 "  UNION ALL SELECT i.inhparent, up.depth + 1"
+							 "  FROM pg_inherits i JOIN up ON i.inhrelid = up.relid)"
+							 " SELECT p.relid::oid, p.tenant_column::text, p.pii_columns::text,"
+							 "        p.exclude_columns::text"
+							 " FROM up JOIN autora.protected p ON p.relid = up.relid"
+							 " ORDER BY up.depth DESC LIMIT 1", relid), false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "autora: reading autora.protected failed");
-	if (SPI_processed > 0)
+	found = SPI_processed > 0;
+	if (found)
 	{
 		HeapTuple	row = SPI_tuptable->vals[0];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
-		char	   *column = SPI_getvalue(row, desc, 1);
+		bool		isnull;
+		Oid			root = DatumGetObjectId(SPI_getbinval(row, desc, 1, &isnull));
+		char	   *column = SPI_getvalue(row, desc, 2);
 
 		ProtectPartitions(root, column,
-						  TriggerArguments(column, SPI_getvalue(row, desc, 2), SPI_getvalue(row, desc, 3)));
+						  TriggerArguments(column, SPI_getvalue(row, desc, 3), SPI_getvalue(row, desc, 4)));
 	}
 	SPI_finish();
-	PG_RETURN_VOID();
+	PG_RETURN_BOOL(found);
 }

@@ -7,7 +7,9 @@
  *
  * The row level security policies of protected tables compare the tenant
  * column with these lists, so there is one typed variant per supported
- * tenant column type; ids that do not cast to it are simply not visible.
+ * tenant column type.  Only an id in the type's own text form counts:
+ * '09101' is not the bigint 9101 (that is tenant '9101'), and an id that
+ * does not cast is simply not visible there.
  * autora.tenants is read directly: application roles need no privilege on
  * it, and cannot enumerate other stores.
  *-------------------------------------------------------------------------
@@ -26,6 +28,7 @@
 #include "catalog/pg_type.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
+#include "storage/proc.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -46,6 +49,7 @@ static MemoryContext ScopeMemory = NULL;
 static List *cached_tenants = NIL;
 static uint64 cached_generation = 0;
 static Oid	cached_user = InvalidOid;
+static LocalTransactionId cached_xact = InvalidLocalTransactionId;
 
 static int
 CompareStrings(const ListCell *a, const ListCell *b)
@@ -130,7 +134,8 @@ IsAuditor(void)
 }
 
 /*
- * The visible tenant ids, cached per context and user.  auditor_fallback:
+ * The visible tenant ids, cached per context, user and transaction (a store
+ * may change group between transactions).  auditor_fallback:
  * an auditor without a context sees every store (the policies' variant).
  */
 static List *
@@ -144,7 +149,7 @@ VisibleTenants(bool auditor_fallback)
 		(void) ContextRequired();	/* raises ZA001 */
 
 	if (ScopeMemory != NULL && cached_generation == ContextGeneration() &&
-		cached_user == GetUserId())
+		cached_user == GetUserId() && cached_xact == MyProc->lxid)
 		return cached_tenants;
 
 	if (ScopeMemory == NULL)
@@ -163,36 +168,71 @@ VisibleTenants(bool auditor_fallback)
 	cached_tenants = tenants;
 	cached_generation = ContextGeneration();
 	cached_user = GetUserId();
+	cached_xact = MyProc->lxid;
 	return tenants;
 }
 
 /* --- typed lists: ids that do not cast to the column type are left out --- */
 
+/* An integer written exactly as int8out would write it. */
 static bool
 ParseInteger(const char *s, int64 min, int64 max, int64 *out)
 {
 	char	   *end;
+	char		canonical[32];
 
 	errno = 0;
-	if (*s == '\0' || isspace((unsigned char) *s))
-		return false;
 	*out = strtoll(s, &end, 10);
-	return errno == 0 && *end == '\0' && *out >= min && *out <= max;
+	if (errno != 0 || *s == '\0' || *end != '\0' || *out < min || *out > max)
+		return false;
+	snprintf(canonical, sizeof(canonical), INT64_FORMAT, *out);
+	return strcmp(canonical, s) == 0;
 }
 
+/* A uuid written exactly as uuid_out would write it (lower case, hyphens). */
 static bool
 IsCanonicalUuid(const char *s)
 {
-	size_t		len = strlen(s);
-
-	for (size_t i = 0; i < len; i++)
+	if (strlen(s) != 36)
+		return false;
+	for (int i = 0; i < 36; i++)
 	{
-		bool		hyphen_position = (len == 36 && (i == 8 || i == 13 || i == 18 || i == 23));
+		bool		hyphen_position = (i == 8 || i == 13 || i == 18 || i == 23);
 
-		if (hyphen_position ? s[i] != '-' : !isxdigit((unsigned char) s[i]))
+		if (hyphen_position ? s[i] != '-' : !(isdigit((unsigned char) s[i]) ||
+												(s[i] >= 'a' && s[i] <= 'f')))
 			return false;
 	}
-	return len == 36 || len == 32;
+	return true;
+}
+
+/* The id as a Datum of the column type, if it is in that type's text form. */
+bool
+TypedTenant(const char *id, Oid type, Datum *value)
+{
+	int64		v;
+
+	switch (type)
+	{
+		case INT4OID:
+			if (!ParseInteger(id, PG_INT32_MIN, PG_INT32_MAX, &v))
+				return false;
+			*value = Int32GetDatum((int32) v);
+			return true;
+		case INT8OID:
+			if (!ParseInteger(id, PG_INT64_MIN, PG_INT64_MAX, &v))
+				return false;
+			*value = Int64GetDatum(v);
+			return true;
+		case UUIDOID:
+			if (!IsCanonicalUuid(id))
+				return false;
+			*value = DirectFunctionCall1(uuid_in, CStringGetDatum(id));
+			return true;
+		default:
+			*value = CStringGetTextDatum(id);
+			return true;
+	}
 }
 
 static Datum
@@ -207,29 +247,8 @@ VisibleArray(Oid type)
 	ListCell   *lc;
 
 	foreach(lc, tenants)
-	{
-		const char *id = lfirst(lc);
-		int64		v;
-
-		switch (type)
-		{
-			case INT4OID:
-				if (ParseInteger(id, PG_INT32_MIN, PG_INT32_MAX, &v))
-					elems[n++] = Int32GetDatum((int32) v);
-				break;
-			case INT8OID:
-				if (ParseInteger(id, PG_INT64_MIN, PG_INT64_MAX, &v))
-					elems[n++] = Int64GetDatum(v);
-				break;
-			case UUIDOID:
-				if (IsCanonicalUuid(id))
-					elems[n++] = DirectFunctionCall1(uuid_in, CStringGetDatum(id));
-				break;
-			default:
-				elems[n++] = CStringGetTextDatum(id);
-				break;
-		}
-	}
+		if (TypedTenant(lfirst(lc), type, &elems[n]))
+			n++;
 	get_typlenbyvalalign(type, &typlen, &typbyval, &typalign);
 	PG_RETURN_ARRAYTYPE_P(construct_array(elems, n, type, typlen, typbyval, typalign));
 }
@@ -275,4 +294,48 @@ Datum
 autora_visible_uuid(PG_FUNCTION_ARGS)
 {
 	return VisibleArray(UUIDOID);
+}
+
+/*
+ * The context tenant as the write policies compare it: NULL (so the write
+ * is refused) for a platform context without a tenant, or an id not in the
+ * column type's text form; ZA001 without a context.
+ */
+static Datum
+OwnTenant(FunctionCallInfo fcinfo, Oid type)
+{
+	const AutoraContext *ctx = ContextRequired();
+	Datum		value;
+
+	if (ctx->tenant == NULL || !TypedTenant(ctx->tenant, type, &value))
+		PG_RETURN_NULL();
+	return value;
+}
+
+PG_FUNCTION_INFO_V1(autora_own_text);
+Datum
+autora_own_text(PG_FUNCTION_ARGS)
+{
+	return OwnTenant(fcinfo, TEXTOID);
+}
+
+PG_FUNCTION_INFO_V1(autora_own_int4);
+Datum
+autora_own_int4(PG_FUNCTION_ARGS)
+{
+	return OwnTenant(fcinfo, INT4OID);
+}
+
+PG_FUNCTION_INFO_V1(autora_own_int8);
+Datum
+autora_own_int8(PG_FUNCTION_ARGS)
+{
+	return OwnTenant(fcinfo, INT8OID);
+}
+
+PG_FUNCTION_INFO_V1(autora_own_uuid);
+Datum
+autora_own_uuid(PG_FUNCTION_ARGS)
+{
+	return OwnTenant(fcinfo, UUIDOID);
 }

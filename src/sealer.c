@@ -6,8 +6,10 @@
  *	  its database's worker if none runs.  Workers of databases without the
  *	  extension exit at once and are remembered as absent.
  *
- * A worker seals, sleeps autora.seal_interval (commits only set its latch
- * meanwhile, no signal storm), then waits for the next commit.  Commands
+ * A worker seals, sleeps autora.seal_interval, then waits for the next
+ * commit.  Commits mark work as pending in shared memory and set the
+ * worker's latch only while it waits for work, so a busy server does not
+ * signal it on every commit; its sleeps still wake for SIGTERM.  Commands
  * that need a database free of connections (DROP DATABASE, CREATE DATABASE
  * ... TEMPLATE, ALTER DATABASE RENAME / SET TABLESPACE) pause its worker.
  *-------------------------------------------------------------------------
@@ -26,6 +28,7 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "port/atomics.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
@@ -55,6 +58,9 @@ typedef struct SealerSlot
 	TimestampTz start_requested;
 	bool		paused;			/* a database-level command needs it gone */
 	bool		absent;			/* extension not installed there */
+	/* handshake between committers and the worker (see SealerWake) */
+	pg_atomic_uint32 pending;	/* a commit appended entries since the last round */
+	pg_atomic_uint32 idle;		/* the worker waits for work */
 } SealerSlot;
 
 typedef struct SealerShared
@@ -143,6 +149,8 @@ FindOrAddSlot(Oid dboid)
 	if (slot == NULL && (slot = FindSlot(InvalidOid)) != NULL)
 	{
 		memset(slot, 0, sizeof(*slot));
+		pg_atomic_init_u32(&slot->pending, 0);
+		pg_atomic_init_u32(&slot->idle, 0);
 		slot->dboid = dboid;
 	}
 	return slot;
@@ -189,7 +197,11 @@ SealerWake(void)
 			slot = &sealer->slots[i];
 	if (slot != NULL && slot->pid != 0 && slot->latch != NULL)
 	{
-		SetLatch(slot->latch);
+		/* pairs with the worker's idle-then-pending check */
+		pg_atomic_write_u32(&slot->pending, 1);
+		pg_memory_barrier();
+		if (pg_atomic_read_u32(&slot->idle))
+			SetLatch(slot->latch);
 		return;
 	}
 	LWLockAcquire(sealer->lock, LW_EXCLUSIVE);
@@ -327,12 +339,41 @@ SealerAttach(Oid dboid)
 		my_slot->pid = MyProcPid;
 		my_slot->latch = MyLatch;
 		my_slot->starting = false;
+		pg_atomic_write_u32(&my_slot->idle, 0);
+		pg_atomic_write_u32(&my_slot->pending, 1);
 		ok = true;
 	}
 	else
 		my_slot = NULL;
 	LWLockRelease(sealer->lock);
 	return ok;
+}
+
+/*
+ * Sleeps ms milliseconds between rounds.  Only signals set the latch now
+ * (commits do not while the worker is not idle), so SIGTERM ends the sleep.
+ */
+static void
+SealerSleep(long ms)
+{
+	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
+
+	for (;;)
+	{
+		long		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
+
+		if (left <= 0)
+			return;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 left, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+	}
 }
 
 static bool
@@ -383,13 +424,16 @@ autora_sealer_main(Datum arg)
 			proc_exit(0);
 		}
 
-		/* throttle: commits set the latch meanwhile but do not wake us */
-		(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 autora_seal_interval_ms, PG_WAIT_EXTENSION);
-		CHECK_FOR_INTERRUPTS();
-		/* then wait for a commit with entries */
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 SEALER_IDLE_TIMEOUT_MS, PG_WAIT_EXTENSION);
+		SealerSleep(autora_seal_interval_ms);
+
+		/* then wait for a commit with entries, unless one came meanwhile */
+		pg_atomic_write_u32(&my_slot->idle, 1);
+		pg_memory_barrier();
+		if (!pg_atomic_read_u32(&my_slot->pending))
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 SEALER_IDLE_TIMEOUT_MS, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
+		pg_atomic_write_u32(&my_slot->idle, 0);
+		pg_atomic_write_u32(&my_slot->pending, 0);
 	}
 }

@@ -86,7 +86,33 @@ Base64UrlDecode(const char *in, size_t len, Bytes *out)
 			out->data[out->len++] = (acc >> bits) & 0xFF;
 		}
 	}
-	return true;
+	/* leftover bits must be zero: one spelling per byte string */
+	return (acc & ((1u << bits) - 1)) == 0;
+}
+
+/*
+ * Numbers in a token become numerics; a huge one would make jsonb_in raise
+ * 22003 before the signature is even checked.  Ids and NumericDates are
+ * short, so anything longer, or beyond the bigint range, is refused.
+ */
+#define TOKEN_NUMBER_MAX_CHARS 32
+
+typedef struct NumberCheck
+{
+	bool		bad;
+} NumberCheck;
+
+static void
+CheckNumberToken(void *state, char *token, JsonTokenType type)
+{
+	NumberCheck *check = (NumberCheck *) state;
+	double		d;
+
+	if (type != JSON_TOKEN_NUMBER)
+		return;
+	d = strtod(token, NULL);
+	if (strlen(token) > TOKEN_NUMBER_MAX_CHARS || !isfinite(d) || fabs(d) > 1e19)
+		check->bad = true;
 }
 
 /* Parses a decoded segment as a JSON object without throwing on bad input. */
@@ -94,6 +120,8 @@ static Jsonb *
 ParseJsonObject(Bytes *b, const char *what)
 {
 	JsonLexContext *lex;
+	JsonSemAction sem;
+	NumberCheck check;
 	char	   *text = palloc(b->len + 1);
 	Jsonb	   *jb;
 
@@ -101,9 +129,15 @@ ParseJsonObject(Bytes *b, const char *what)
 	text[b->len] = '\0';
 	if (strlen(text) != b->len || !pg_verifymbstr(text, b->len, true))
 		BadToken(psprintf("the %s is not valid text", what));
+	memset(&sem, 0, sizeof(sem));
+	sem.semstate = &check;
+	sem.scalar = CheckNumberToken;
+	check.bad = false;
 	lex = makeJsonLexContextCstringLen(text, b->len, GetDatabaseEncoding(), true);
-	if (pg_parse_json(lex, &nullSemAction) != JSON_SUCCESS)
+	if (pg_parse_json(lex, &sem) != JSON_SUCCESS)
 		BadToken(psprintf("the %s is not valid JSON", what));
+	if (check.bad)
+		BadToken(psprintf("a number in the %s is out of range", what));
 	jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
 	if (!JB_ROOT_IS_OBJECT(jb) || JB_ROOT_IS_SCALAR(jb))
 		BadToken(psprintf("the %s is not a JSON object", what));

@@ -58,6 +58,7 @@ typedef struct BlockInfo
 	bytea	   *merkle_root;
 	bytea	   *prev_hash;
 	bytea	   *block_hash;
+	SealHorizon horizon;
 } BlockInfo;
 
 typedef struct TenantReport
@@ -90,6 +91,7 @@ typedef struct VerifyState
 	int64		maxentries;
 	SealHorizon last;			/* horizon of the last seal round */
 	int64		last_block_id;
+	bool		last_intact;	/* that block hashes to its block_hash */
 } VerifyState;
 
 static int32
@@ -128,8 +130,16 @@ Fail(TenantReport *r, int64 entry_id, const char *fmt,...)
 	va_list		args;
 	StringInfoData buf;
 
+	/*
+	 * first_bad_entry is the lowest id that fails, whichever check found it;
+	 * the detail is the first failure found in chain order, which explains
+	 * it best (a missing block, say, whose entries now belong to none).
+	 */
 	if (r->failed)
+	{
+		r->first_bad = Min(r->first_bad, entry_id);
 		return;
+	}
 	r->failed = true;
 	r->first_bad = entry_id;
 	initStringInfo(&buf);
@@ -224,14 +234,14 @@ CopyBytea(Datum d)
 static void
 ReadHorizon(SealHorizon *h, Datum *values)
 {
-	ArrayType  *arr = DatumGetArrayTypeP(values[14]);
+	ArrayType  *arr = DatumGetArrayTypeP(values[BC_SEAL_XIP]);
 	Datum	   *elems;
 	int			n;
 
 	deconstruct_array(arr, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &elems, NULL, &n);
 	h->valid = true;
-	h->xmin = (uint64) DatumGetInt64(values[12]);
-	h->xmax = (uint64) DatumGetInt64(values[13]);
+	h->xmin = (uint64) DatumGetInt64(values[BC_SEAL_XMIN]);
+	h->xmax = (uint64) DatumGetInt64(values[BC_SEAL_XMAX]);
 	h->nxip = n;
 	h->xip = palloc(sizeof(uint64) * Max(n, 1));
 	for (int i = 0; i < n; i++)
@@ -260,34 +270,36 @@ ScanBlocks(VerifyState *vs, Relation blocks, Snapshot snap)
 		values = slot->tts_values;
 		nulls = slot->tts_isnull;
 
-		block_id = DatumGetInt64(values[0]);
+		block_id = DatumGetInt64(values[BC_BLOCK_ID]);
 		if (block_id > vs->last_block_id)
 		{
 			vs->last_block_id = block_id;
 			ReadHorizon(&vs->last, values);
+			vs->last_intact = BlockRowVerifies(values, nulls);
 		}
 
-		tenant = nulls[1] ? NULL : TextDatumGetCString(values[1]);
+		tenant = nulls[BC_TENANT_ID] ? NULL : TextDatumGetCString(values[BC_TENANT_ID]);
 		if (!TenantWanted(vs, tenant))
 			continue;
 
 		b = palloc0(sizeof(BlockInfo));
 		b->block_id = block_id;
-		b->block_no = DatumGetInt64(values[2]);
-		b->format = DatumGetInt16(values[15]);
-		b->sealed_at = DatumGetTimestampTz(values[3]);
-		b->entry_count = DatumGetInt32(values[4]);
-		b->first_entry = DatumGetInt64(values[5]);
-		b->last_entry = DatumGetInt64(values[6]);
-		ids = DatumGetArrayTypeP(values[7]);
+		b->block_no = DatumGetInt64(values[BC_BLOCK_NO]);
+		b->format = DatumGetInt16(values[BC_FORMAT]);
+		b->sealed_at = DatumGetTimestampTz(values[BC_SEALED_AT]);
+		b->entry_count = DatumGetInt32(values[BC_ENTRY_COUNT]);
+		b->first_entry = DatumGetInt64(values[BC_FIRST_ENTRY]);
+		b->last_entry = DatumGetInt64(values[BC_LAST_ENTRY]);
+		ids = DatumGetArrayTypeP(values[BC_ENTRY_IDS]);
 		deconstruct_array(ids, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &elems, NULL, &b->nids);
 		b->ids = palloc(sizeof(int64) * Max(b->nids, 1));
 		for (int i = 0; i < b->nids; i++)
 			b->ids[i] = DatumGetInt64(elems[i]);
-		b->entry_hashes = CopyBytea(values[8]);
-		b->merkle_root = CopyBytea(values[9]);
-		b->prev_hash = CopyBytea(values[10]);
-		b->block_hash = CopyBytea(values[11]);
+		b->entry_hashes = CopyBytea(values[BC_ENTRY_HASHES]);
+		b->merkle_root = CopyBytea(values[BC_MERKLE_ROOT]);
+		b->prev_hash = CopyBytea(values[BC_PREV_HASH]);
+		b->block_hash = CopyBytea(values[BC_BLOCK_HASH]);
+		ReadHorizon(&b->horizon, values);
 
 		{
 			TenantReport *r = &vs->reports[TenantIndex(vs, tenant)];
@@ -334,18 +346,20 @@ CheckBlock(VerifyState *vs, TenantReport *r, int32 tenant, BlockInfo *b,
 	BlockHeader hdr;
 	uint8		hash[LEDGER_HASH_LEN];
 	const uint8 *recorded = (const uint8 *) VARDATA_ANY(b->entry_hashes);
+	/* its entry list, not its header, says where the block starts */
+	int64		first = b->nids > 0 ? b->ids[0] : b->first_entry;
 
 	if (b->format != LEDGER_FORMAT_VERSION)
 	{
-		Fail(r, b->first_entry, "block %lld has format %d, which this version cannot verify",
+		Fail(r, first, "block %lld has format %d, which this version cannot verify",
 			 (long long) b->block_no, b->format);
 		return;
 	}
 	if (b->block_no != expected_no)
-		Fail(r, b->first_entry, "block %lld is missing: the chain jumps to block %lld",
+		Fail(r, first, "block %lld is missing: the chain jumps to block %lld",
 			 (long long) expected_no, (long long) b->block_no);
 	if (!HashEquals(b->prev_hash, expected_prev))
-		Fail(r, b->first_entry, "block %lld does not chain to the block before it",
+		Fail(r, first, "block %lld does not chain to the block before it",
 			 (long long) b->block_no);
 	if (b->nids < 1 || b->nids != b->entry_count ||
 		VARSIZE_ANY_EXHDR(b->entry_hashes) != (Size) b->nids * LEDGER_HASH_LEN ||
@@ -353,7 +367,7 @@ CheckBlock(VerifyState *vs, TenantReport *r, int32 tenant, BlockInfo *b,
 		VARSIZE_ANY_EXHDR(b->prev_hash) != LEDGER_HASH_LEN ||
 		b->ids[0] != b->first_entry || b->ids[b->nids - 1] != b->last_entry)
 	{
-		Fail(r, b->first_entry, "block %lld is malformed: its entry list, counts and hashes disagree",
+		Fail(r, first, "block %lld is malformed: its entry list, counts and hashes disagree",
 			 (long long) b->block_no);
 		return;
 	}
@@ -366,14 +380,18 @@ CheckBlock(VerifyState *vs, TenantReport *r, int32 tenant, BlockInfo *b,
 	hdr.sealed_at = b->sealed_at;
 	memcpy(hdr.merkle_root, VARDATA_ANY(b->merkle_root), LEDGER_HASH_LEN);
 	memcpy(hdr.prev_hash, VARDATA_ANY(b->prev_hash), LEDGER_HASH_LEN);
+	hdr.seal_xmin = b->horizon.xmin;
+	hdr.seal_xmax = b->horizon.xmax;
+	hdr.seal_nxip = b->horizon.nxip;
+	hdr.seal_xip = b->horizon.xip;
 	BlockHash(&hdr, hash);
 	if (!HashEquals(b->block_hash, hash))
-		Fail(r, b->first_entry, "block %lld was altered: its hash does not match its contents",
+		Fail(r, first, "block %lld was altered: its hash does not match its contents",
 			 (long long) b->block_no);
 
 	MerkleRoot(recorded, b->nids, hash);
 	if (!HashEquals(b->merkle_root, hash))
-		Fail(r, b->first_entry, "block %lld was altered: its entry hashes do not match its Merkle root",
+		Fail(r, first, "block %lld was altered: its entry hashes do not match its Merkle root",
 			 (long long) b->block_no);
 
 	for (int i = 0; i < b->nids; i++)
@@ -392,6 +410,9 @@ CheckBlock(VerifyState *vs, TenantReport *r, int32 tenant, BlockInfo *b,
 		}
 		if (e->in_block)
 			Fail(r, e->id, "entry %lld is sealed in more than one block", (long long) e->id);
+		if (HorizonInProgress(&b->horizon, e->xid))
+			Fail(r, e->id, "entry %lld is sealed in block %lld although its transaction was still running",
+				 (long long) e->id, (long long) b->block_no);
 		e->in_block = true;
 		r->sealed++;
 		if (!e->stored_ok)
@@ -445,7 +466,10 @@ CheckUnsealed(VerifyState *vs)
 
 		if (e->in_block)
 			continue;
-		if (HorizonInProgress(&vs->last, e->xid))
+		if (!vs->last_intact)
+			Fail(r, e->id, "entry %lld is in no block, and the last seal round's block (block_id %lld) was altered",
+				 (long long) e->id, (long long) vs->last_block_id);
+		else if (HorizonInProgress(&vs->last, e->xid))
 			r->pending++;
 		else
 			Fail(r, e->id, "entry %lld is in no block although its transaction ended before the last seal",
@@ -517,6 +541,7 @@ autora_verify(PG_FUNCTION_ARGS)
 	vs.maxreports = 16;
 	vs.reports = palloc(sizeof(TenantReport) * vs.maxreports);
 	vs.maxentries = 1024;
+	vs.last_intact = true;		/* no block yet: nothing to distrust */
 	vs.entries = palloc_extended(sizeof(EntryInfo) * vs.maxentries, MCXT_ALLOC_HUGE);
 
 	/* one snapshot for both passes, so entries and blocks agree */

@@ -124,13 +124,8 @@ ContextDefineConfiguration(void)
 static char *
 JsonbGetString(Jsonb *jb, const char *key)
 {
-	JsonbValue	k;
-	JsonbValue *v;
+	JsonbValue *v = JsonbMember(jb, key);
 
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	v = findJsonbValueFromContainer(&jb->root, JB_FOBJECT, &k);
 	if (v == NULL || v->type == jbvNull)
 		return NULL;
 	if (v->type == jbvString)
@@ -395,13 +390,8 @@ autora_set_context_trusted(PG_FUNCTION_ARGS)
 static char *
 TokenClaim(Jsonb *payload, const char *key)
 {
-	JsonbValue	k;
-	JsonbValue *v;
+	JsonbValue *v = JsonbMember(payload, key);
 
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	v = findJsonbValueFromContainer(&payload->root, JB_FOBJECT, &k);
 	if (v == NULL || v->type == jbvNull)
 		return NULL;
 	if (v->type != jbvString && v->type != jbvNumeric)

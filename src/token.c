@@ -144,8 +144,8 @@ ParseJsonObject(Bytes *b, const char *what)
 	return jb;
 }
 
-static JsonbValue *
-GetMember(Jsonb *jb, const char *key)
+JsonbValue *
+JsonbMember(Jsonb *jb, const char *key)
 {
 	JsonbValue	k;
 
@@ -158,7 +158,7 @@ GetMember(Jsonb *jb, const char *key)
 static char *
 GetStringMember(Jsonb *jb, const char *key, const char *what)
 {
-	JsonbValue *v = GetMember(jb, key);
+	JsonbValue *v = JsonbMember(jb, key);
 
 	if (v == NULL)
 		return NULL;
@@ -171,7 +171,7 @@ GetStringMember(Jsonb *jb, const char *key, const char *what)
 static bool
 GetTimeClaim(Jsonb *payload, const char *key, double *seconds)
 {
-	JsonbValue *v = GetMember(payload, key);
+	JsonbValue *v = JsonbMember(payload, key);
 	char	   *text;
 	char	   *end;
 
@@ -323,7 +323,7 @@ TokenVerify(const char *token)
 		BadToken("the header has no alg");
 	if (strcmp(alg, "HS256") != 0 && strcmp(alg, "EdDSA") != 0)
 		BadToken("only the HS256 and EdDSA algorithms are accepted");
-	if (GetMember(header, "crit") != NULL)
+	if (JsonbMember(header, "crit") != NULL)
 		BadToken("critical header extensions are not supported");
 
 	if (!FindKey(kid, alg, &key))

@@ -22,6 +22,9 @@
  */
 extern Jsonb *TokenVerify(const char *token);
 
+/* A top-level member of a jsonb object, or NULL. */
+extern JsonbValue *JsonbMember(Jsonb *jb, const char *key);
+
 /* Checks that key material suits its algorithm; raises 22023 otherwise. */
 extern void TokenCheckKey(const char *alg, const char *key);
 

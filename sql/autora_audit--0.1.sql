@@ -163,7 +163,10 @@ CREATE TABLE autora.protected (
     pii_columns     name[]   NOT NULL DEFAULT '{}',
     exclude_columns name[]   NOT NULL DEFAULT '{}',
     protected_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    protected_by    text     NOT NULL DEFAULT CURRENT_USER
+    protected_by    text     NOT NULL DEFAULT CURRENT_USER,
+    -- row level security as it was before the first protect(), restored by unprotect()
+    rls_before      boolean  NOT NULL DEFAULT false,
+    force_before    boolean  NOT NULL DEFAULT false
 );
 SELECT pg_catalog.pg_extension_config_dump('autora.protected', '');
 

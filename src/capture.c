@@ -554,6 +554,7 @@ autora_capture_truncate(PG_FUNCTION_ARGS)
 		rec.op = "TRUNCATE";
 		(void) LedgerAppend(&rec);
 	}
+	WriterFlushAll();			/* TRUNCATE has no statement-level flush trigger */
 	return PointerGetDatum(NULL);
 }
 

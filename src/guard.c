@@ -601,6 +601,11 @@ GuardUtility(Node *parsetree)
 					RefusePolicy("ALTER POLICY", stmt->policy_name, relid);
 				break;
 			}
+		case T_AlterSeqStmt:
+			relid = RelidOf(((AlterSeqStmt *) parsetree)->sequence);
+			if (RelationInAutoraSchema(relid))
+				RefuseAutoraObject("ALTER SEQUENCE", get_rel_name(relid));
+			break;
 		case T_CreateStmt:
 			foreach(lc, ((CreateStmt *) parsetree)->inhRelations)
 			{

@@ -130,12 +130,40 @@ HasTrigger(Oid relid, const char *name)
 	return found;
 }
 
+/* Row level security as the table has it now. */
+static void
+RowSecurityState(Oid relid, bool *enabled, bool *forced)
+{
+	Relation	rel = relation_open(relid, AccessShareLock);
+
+	*enabled = rel->rd_rel->relrowsecurity;
+	*forced = rel->rd_rel->relforcerowsecurity;
+	relation_close(rel, AccessShareLock);
+}
+
+/* Row level security as the table had it before its first protect(). */
+static void
+RowSecurityBeforeProtect(Oid relid, bool *enabled, bool *forced)
+{
+	bool		isnull;
+
+	*enabled = *forced = false;
+	if (SPI_execute(psprintf("SELECT rls_before, force_before FROM autora.protected"
+							 " WHERE relid = %u", relid), false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "autora: reading autora.protected failed");
+	if (SPI_processed == 0)
+		return;
+	*enabled = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	*forced = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+}
+
 /*
- * Drops the autora policies of a relation; with others gone too, switches
- * row level security off again.
+ * Drops the autora policies of a relation and puts its row level security
+ * back as it was before protect(): enabled / forced as before, and never
+ * switched off while other policies remain.
  */
 static void
-RemoveRowSecurity(Oid relid)
+RemoveRowSecurity(Oid relid, bool enabled_before, bool forced_before)
 {
 	char	   *qualified = QualifiedName(relid);
 	StringInfoData sql;
@@ -148,9 +176,10 @@ RemoveRowSecurity(Oid relid)
 	initStringInfo(&sql);
 	foreach(lc, ours)
 		appendStringInfo(&sql, "DROP POLICY %s ON %s;", quote_identifier(lfirst(lc)), qualified);
-	if (theirs == NIL)
-		appendStringInfo(&sql, "ALTER TABLE %s NO FORCE ROW LEVEL SECURITY, DISABLE ROW LEVEL SECURITY;",
-						 qualified);
+	if (!forced_before)
+		appendStringInfo(&sql, "ALTER TABLE %s NO FORCE ROW LEVEL SECURITY;", qualified);
+	if (!enabled_before && theirs == NIL)
+		appendStringInfo(&sql, "ALTER TABLE %s DISABLE ROW LEVEL SECURITY;", qualified);
 	ExecuteOnRelation(relid, sql.data);
 }
 
@@ -158,8 +187,10 @@ RemoveRowSecurity(Oid relid)
  * Row level security for one relation of a protected tree: reads see the
  * context's visible stores, writes only the context's own store.  The
  * autora policies are RESTRICTIVE, so they narrow whatever policies the
- * table has; the permissive autora_base is added only when it has none of
- * its own, so it never widens theirs.
+ * table has; the permissive autora_base is added only when the table had
+ * row level security off (or autora_base already), and no permissive
+ * policy of its own: a table whose row level security denied everything
+ * keeps denying.
  */
 static void
 ApplyRowSecurity(Oid relid, const char *column)
@@ -172,6 +203,9 @@ ApplyRowSecurity(Oid relid, const char *column)
 	char	   *own;
 	StringInfoData sql;
 	List	   *permissive;
+	bool		enabled;
+	bool		forced;
+	bool		had_base;
 
 	switch (type)
 	{
@@ -190,13 +224,16 @@ ApplyRowSecurity(Oid relid, const char *column)
 	}
 	own = psprintf("%s = (SELECT autora._own_%s())", col, kind);
 
-	RemoveRowSecurity(relid);
+	RowSecurityState(relid, &enabled, &forced);
+	had_base = QueryStrings(psprintf("SELECT polname FROM pg_policy WHERE polrelid = %u"
+									 " AND polname = 'autora_base'", relid)) != NIL;
+	RemoveRowSecurity(relid, true, true);
 	permissive = QueryStrings(psprintf("SELECT polname FROM pg_policy WHERE polrelid = %u"
 									   " AND polpermissive", relid));
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "ALTER TABLE %s ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;",
 					 qualified);
-	if (permissive == NIL)
+	if (permissive == NIL && (had_base || !enabled))
 		appendStringInfo(&sql, "CREATE POLICY autora_base ON %s AS PERMISSIVE FOR ALL"
 						 " USING (true) WITH CHECK (true);", qualified);
 	/* (SELECT f())::type[] is an initplan: the list is computed once per statement */
@@ -269,7 +306,7 @@ UnprotectPartitions(Oid root)
 
 		if (member == root)
 			continue;
-		RemoveRowSecurity(member);
+		RemoveRowSecurity(member, false, false);
 		if (HasTrigger(member, TRUNCATE_TRIGGER))
 			ExecuteOnRelation(member, psprintf("DROP TRIGGER " TRUNCATE_TRIGGER " ON %s;",
 											   QualifiedName(member)));
@@ -469,6 +506,8 @@ autora_protect(PG_FUNCTION_ARGS)
 	char	   *qualified;
 	char	   *args;
 	StringInfoData sql;
+	bool		rls_before;
+	bool		force_before;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -479,6 +518,9 @@ autora_protect(PG_FUNCTION_ARGS)
 
 	rel = relation_open(relid, ShareRowExclusiveLock);
 	RequireProtectableTable(rel);
+	/* kept from the first protect() only (see the ON CONFLICT below) */
+	rls_before = rel->rd_rel->relrowsecurity;
+	force_before = rel->rd_rel->relforcerowsecurity;
 	RequireTenantColumn(rel, tenant_column);
 	pii = ColumnListArgument(relid, PG_ARGISNULL(2) ? construct_empty_array(NAMEOID)
 							 : PG_GETARG_ARRAYTYPE_P(2), "pii_columns", tenant_column);
@@ -516,13 +558,14 @@ autora_protect(PG_FUNCTION_ARGS)
 	resetStringInfo(&sql);
 	appendStringInfo(&sql,
 					 "INSERT INTO autora.protected (relid, tenant_column, pii_columns, exclude_columns,"
-					 " protected_by) VALUES (%u, %s, %s, %s, %s)"
+					 " protected_by, rls_before, force_before) VALUES (%u, %s, %s, %s, %s, %s, %s)"
 					 " ON CONFLICT (relid) DO UPDATE SET tenant_column = EXCLUDED.tenant_column,"
 					 " pii_columns = EXCLUDED.pii_columns, exclude_columns = EXCLUDED.exclude_columns,"
 					 " protected_by = EXCLUDED.protected_by",
 					 relid, quote_literal_cstr(tenant_column),
 					 quote_literal_cstr(pii), quote_literal_cstr(excluded),
-					 quote_literal_cstr(RequestingUser()));
+					 quote_literal_cstr(RequestingUser()),
+					 rls_before ? "true" : "false", force_before ? "true" : "false");
 	ExecuteDDL(sql.data);
 
 	RecordTableEvent("protect", qualified, ProtectionMetadata(tenant_column, pii, excluded));
@@ -540,6 +583,8 @@ autora_unprotect(PG_FUNCTION_ARGS)
 	char	   *reason;
 	char	   *qualified;
 	char	   *sql;
+	bool		rls_before;
+	bool		force_before;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -567,7 +612,8 @@ autora_unprotect(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "autora: SPI_connect failed");
 	ExecuteOnRelation(relid, sql);
-	RemoveRowSecurity(relid);
+	RowSecurityBeforeProtect(relid, &rls_before, &force_before);
+	RemoveRowSecurity(relid, rls_before, force_before);
 	UnprotectPartitions(relid);
 	ExecuteDDL(psprintf("DELETE FROM autora.protected WHERE relid = %u", relid));
 	RecordTableEvent("unprotect", qualified,

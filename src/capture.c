@@ -3,8 +3,10 @@
  *	  Trigger functions attached by autora.protect(), and log_event():
  *	  turning a row change into a ledger record.
  *
- *	  stamp_tenant      BEFORE INSERT OR UPDATE, row:  fill / check the tenant
- *	  capture_row       AFTER INSERT OR UPDATE OR DELETE, row: one entry
+ *	  stamp_tenant      BEFORE INSERT, row:  fill / check the tenant
+ *	  capture_row       AFTER INSERT OR UPDATE OR DELETE, row: one entry (and,
+ *	                    for UPDATE, the tenant checks: a BEFORE UPDATE row
+ *	                    trigger makes PostgreSQL 15 leak memory per row)
  *	  capture_truncate  BEFORE TRUNCATE, statement: refuse, or one entry
  *	                    per tenant with its row count
  *-------------------------------------------------------------------------
@@ -261,6 +263,34 @@ RequireTrigger(FunctionCallInfo fcinfo, const char *funcname)
 				 errhint("Attach it with autora.protect() rather than calling it directly.")));
 }
 
+/* A written row must belong to the context's store, when there is one. */
+static void
+RequireContextTenant(RelInfo *info, const char *row_tenant)
+{
+	const AutoraContext *ctx = ContextCurrent();
+
+	if (row_tenant != NULL && ctx->present && ctx->tenant != NULL &&
+		strcmp(row_tenant, ctx->tenant) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("row of \"%s\" does not belong to the context tenant", info->name),
+				 errdetail("Rows may only be written for the tenant of the session context."),
+				 errhint("Leave the tenant column empty to have it filled from the context.")));
+}
+
+/* An UPDATE may not move a row to another store. */
+static void
+RequireSameTenant(RelInfo *info, const char *old_tenant, const char *new_tenant)
+{
+	if ((old_tenant == NULL) != (new_tenant == NULL) ||
+		(old_tenant != NULL && strcmp(old_tenant, new_tenant) != 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot move a row of \"%s\" to another tenant", info->name),
+				 errdetail("The tenant column of a protected table cannot be changed."),
+				 errhint("Delete the row in one tenant's context and insert it in the other's.")));
+}
+
 /* --- capture_row ---------------------------------------------------------- */
 
 PG_FUNCTION_INFO_V1(autora_capture_row);
@@ -325,8 +355,11 @@ autora_capture_row(PG_FUNCTION_ARGS)
 		heap_deform_tuple(newtup, desc, newv, newn);
 	}
 
+	rec.tenant_id = newtup ? TenantOfRow(info, newv, newn) : TenantOfRow(info, oldv, oldn);
 	if (oldtup && newtup)
 	{
+		RequireSameTenant(info, TenantOfRow(info, oldv, oldn), rec.tenant_id);
+		RequireContextTenant(info, rec.tenant_id);
 		rec.changed = ChangedColumns(info, oldv, oldn, newv, newn);
 		if (rec.changed == NULL && autora_skip_noop_updates)
 			return PointerGetDatum(NULL);
@@ -336,7 +369,6 @@ autora_capture_row(PG_FUNCTION_ARGS)
 
 	rec.table_schema = info->schema;
 	rec.table_name = info->name;
-	rec.tenant_id = newtup ? TenantOfRow(info, newv, newn) : TenantOfRow(info, oldv, oldn);
 	if (info->npk > 0)
 		rec.pk = newtup ? RowToJsonb(info, info->pk, info->npk, newv, newn, NULL, &rec.pk_text)
 			: RowToJsonb(info, info->pk, info->npk, oldv, oldn, NULL, &rec.pk_text);
@@ -375,33 +407,18 @@ autora_stamp_tenant(PG_FUNCTION_ARGS)
 	trigdata = (TriggerData *) fcinfo->context;
 	event = trigdata->tg_event;
 	if (!TRIGGER_FIRED_BEFORE(event) || !TRIGGER_FIRED_FOR_ROW(event) ||
-		!(TRIGGER_FIRED_BY_INSERT(event) || TRIGGER_FIRED_BY_UPDATE(event)))
+		!TRIGGER_FIRED_BY_INSERT(event))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("stamp_tenant: must be fired BEFORE INSERT OR UPDATE ... FOR EACH ROW")));
+				 errmsg("stamp_tenant: must be fired BEFORE INSERT ... FOR EACH ROW")));
 
 	rel = trigdata->tg_relation;
 	info = RelInfoGet(rel, trigdata->tg_trigger);
 	attnum = info->tenant_attnum;
-	tuple = TRIGGER_FIRED_BY_INSERT(event) ? trigdata->tg_trigtuple : trigdata->tg_newtuple;
+	tuple = trigdata->tg_trigtuple;
 	value = heap_getattr(tuple, attnum, RelationGetDescr(rel), &isnull);
 
-	if (TRIGGER_FIRED_BY_UPDATE(event))
-	{
-		bool		oldnull;
-		Datum		old = heap_getattr(trigdata->tg_trigtuple, attnum, RelationGetDescr(rel), &oldnull);
-
-		if (oldnull != isnull ||
-			(!isnull && strcmp(OutputFunctionCall(&info->tenant_output, old),
-							   OutputFunctionCall(&info->tenant_output, value)) != 0))
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("cannot move a row of \"%s\" to another tenant", info->name),
-					 errdetail("The tenant column \"%s\" of a protected table cannot be changed.",
-							   get_attname(RelationGetRelid(rel), attnum, false)),
-					 errhint("Delete the row in one tenant's context and insert it in the other's.")));
-	}
-	else if (isnull)
+	if (isnull)
 	{
 		bool		replnull = false;
 		int			cols[1];
@@ -426,13 +443,8 @@ autora_stamp_tenant(PG_FUNCTION_ARGS)
 		return PointerGetDatum(tuple);
 	}
 
-	if (!isnull && ctx->present && ctx->tenant != NULL &&
-		strcmp(OutputFunctionCall(&info->tenant_output, value), ctx->tenant) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("row of \"%s\" does not belong to the context tenant", info->name),
-				 errdetail("Rows may only be written for the tenant of the session context."),
-				 errhint("Leave the tenant column empty to have it filled from the context.")));
+	if (!isnull)
+		RequireContextTenant(info, OutputFunctionCall(&info->tenant_output, value));
 	return PointerGetDatum(tuple);
 }
 

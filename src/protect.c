@@ -274,7 +274,7 @@ ProtectPartitions(Oid root, const char *column, const char *args)
 		qualified = QualifiedName(member);
 		if (!get_rel_relispartition(member) && !HasTrigger(member, CAPTURE_TRIGGER))
 			ExecuteOnRelation(member,
-							  psprintf("CREATE TRIGGER " STAMP_TRIGGER " BEFORE INSERT OR UPDATE ON %s"
+							  psprintf("CREATE TRIGGER " STAMP_TRIGGER " BEFORE INSERT ON %s"
 									   " FOR EACH ROW EXECUTE FUNCTION autora.stamp_tenant(%s);"
 									   "CREATE TRIGGER " CAPTURE_TRIGGER " AFTER INSERT OR UPDATE OR DELETE ON %s"
 									   " FOR EACH ROW EXECUTE FUNCTION autora.capture_row(%s);"
@@ -538,7 +538,7 @@ autora_protect(PG_FUNCTION_ARGS)
 	initStringInfo(&sql);
 	appendStringInfoString(&sql, DropAutoraTriggersSQL(relid, qualified));
 	appendStringInfo(&sql,
-					 "CREATE TRIGGER " STAMP_TRIGGER " BEFORE INSERT OR UPDATE ON %s"
+					 "CREATE TRIGGER " STAMP_TRIGGER " BEFORE INSERT ON %s"
 					 " FOR EACH ROW EXECUTE FUNCTION autora.stamp_tenant(%s);"
 					 "CREATE TRIGGER " CAPTURE_TRIGGER " AFTER INSERT OR UPDATE OR DELETE ON %s"
 					 " FOR EACH ROW EXECUTE FUNCTION autora.capture_row(%s);"

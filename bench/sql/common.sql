@@ -1,0 +1,29 @@
+-- bench/sql/common.sql: the dealership schema every configuration starts from.
+-- bench_create_deals(name) makes a deals-shaped table, so the workload table
+-- (deals), the read table (deals_read) and the 1M-row table (deals_big) are alike.
+
+CREATE FUNCTION bench_create_deals(tbl text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format($ddl$
+        CREATE TABLE %1$I (
+            id             bigserial PRIMARY KEY,
+            tenant_id      text NOT NULL,
+            customer_name  text NOT NULL,
+            customer_email text,
+            vin            text NOT NULL,
+            sale_price     numeric(12,2) NOT NULL,
+            finance_status text NOT NULL,
+            status         text NOT NULL,
+            salesperson    text NOT NULL,
+            notes          text,
+            updated_at     timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX %2$I ON %1$I (tenant_id);
+        GRANT SELECT, INSERT, UPDATE, DELETE ON %1$I TO bench_app;
+        GRANT USAGE ON SEQUENCE %3$I TO bench_app;
+    $ddl$, tbl, tbl || '_tenant_idx', tbl || '_id_seq');
+END
+$$;
+
+SELECT bench_create_deals('deals');
+SELECT bench_create_deals('deals_read');

@@ -6,8 +6,9 @@
  *	  its database's worker if none runs.  Workers of databases without the
  *	  extension exit at once and are remembered as absent.
  *
- * A worker seals, sleeps autora.seal_interval, then waits for the next
- * commit.  Commits mark work as pending in shared memory and set the
+ * A worker seals, sleeps until half an interval after the round started,
+ * then waits for the next commit: an entry committed just after a round
+ * began is sealed by the next one, within autora.seal_interval of commit.  Commits mark work as pending in shared memory and set the
  * worker's latch only while it waits for work, so a busy server does not
  * signal it on every commit; its sleeps still wake for SIGTERM.  Commands
  * that need a database free of connections (DROP DATABASE, CREATE DATABASE
@@ -398,6 +399,7 @@ void
 autora_sealer_main(Datum arg)
 {
 	Oid			dboid = DatumGetObjectId(arg);
+	TimestampTz round_started;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -416,6 +418,7 @@ autora_sealer_main(Datum arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
+		round_started = GetCurrentTimestamp();
 		if (!RecoveryInProgress() && !SealRound())
 		{
 			LWLockAcquire(sealer->lock, LW_EXCLUSIVE);
@@ -424,7 +427,8 @@ autora_sealer_main(Datum arg)
 			proc_exit(0);
 		}
 
-		SealerSleep(autora_seal_interval_ms);
+		SealerSleep(autora_seal_interval_ms / 2 -
+					TimestampDifferenceMilliseconds(round_started, GetCurrentTimestamp()));
 
 		/* then wait for a commit with entries, unless one came meanwhile */
 		pg_atomic_write_u32(&my_slot->idle, 1);

@@ -63,6 +63,66 @@ HorizonInProgress(const SealHorizon *h, uint64 xid)
 	return false;
 }
 
+SealHorizon
+HorizonFromBlockRow(const Datum *values)
+{
+	SealHorizon h;
+	Datum	   *elems;
+	int			n;
+
+	deconstruct_array(DatumGetArrayTypeP(values[BC_SEAL_XIP]), INT8OID, 8, FLOAT8PASSBYVAL,
+					  TYPALIGN_DOUBLE, &elems, NULL, &n);
+	h.valid = true;
+	h.xmin = (uint64) DatumGetInt64(values[BC_SEAL_XMIN]);
+	h.xmax = (uint64) DatumGetInt64(values[BC_SEAL_XMAX]);
+	h.nxip = n;
+	h.xip = palloc(sizeof(uint64) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+		h.xip[i] = (uint64) DatumGetInt64(elems[i]);
+	return h;
+}
+
+static bool
+CopyHash(Datum d, uint8 out[LEDGER_HASH_LEN])
+{
+	bytea	   *b = DatumGetByteaPP(d);
+
+	if (VARSIZE_ANY_EXHDR(b) != LEDGER_HASH_LEN)
+		return false;
+	memcpy(out, VARDATA_ANY(b), LEDGER_HASH_LEN);
+	return true;
+}
+
+bool
+BlockRowVerifies(const Datum *values, const bool *nulls)
+{
+	BlockHeader hdr;
+	uint8		stored[LEDGER_HASH_LEN];
+	uint8		computed[LEDGER_HASH_LEN];
+	SealHorizon h;
+
+	for (int c = 0; c < BLOCK_NCOLUMNS; c++)
+		if (nulls[c] && c != BC_TENANT_ID)
+			return false;
+	hdr.tenant_id = nulls[BC_TENANT_ID] ? NULL : TextDatumGetCString(values[BC_TENANT_ID]);
+	hdr.block_no = DatumGetInt64(values[BC_BLOCK_NO]);
+	hdr.entry_count = DatumGetInt32(values[BC_ENTRY_COUNT]);
+	hdr.first_entry = DatumGetInt64(values[BC_FIRST_ENTRY]);
+	hdr.last_entry = DatumGetInt64(values[BC_LAST_ENTRY]);
+	hdr.sealed_at = DatumGetTimestampTz(values[BC_SEALED_AT]);
+	if (!CopyHash(values[BC_MERKLE_ROOT], hdr.merkle_root) ||
+		!CopyHash(values[BC_PREV_HASH], hdr.prev_hash) ||
+		!CopyHash(values[BC_BLOCK_HASH], stored))
+		return false;
+	h = HorizonFromBlockRow(values);
+	hdr.seal_xmin = h.xmin;
+	hdr.seal_xmax = h.xmax;
+	hdr.seal_nxip = h.nxip;
+	hdr.seal_xip = h.xip;
+	BlockHash(&hdr, computed);
+	return memcmp(stored, computed, LEDGER_HASH_LEN) == 0;
+}
+
 static uint64
 WidenXid(TransactionId xid, FullTransactionId next)
 {
@@ -114,7 +174,9 @@ Int64Column(HeapTuple tup, TupleDesc desc, int col)
 static SealHorizon
 LastHorizon(int64 *last_block_id)
 {
-	SealHorizon h = {0};
+	SealHorizon none = {0};
+	Datum		values[BLOCK_NCOLUMNS];
+	bool		nulls[BLOCK_NCOLUMNS];
 	int			ret;
 
 	*last_block_id = 0;
@@ -122,42 +184,21 @@ LastHorizon(int64 *last_block_id)
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "autora: reading the last seal horizon failed: %s", SPI_result_code_string(ret));
 	if (SPI_processed == 0)
-		return h;
+		return none;
 
-	{
-		Datum		values[BLOCK_NCOLUMNS];
-		bool		nulls[BLOCK_NCOLUMNS];
-
-		if (SPI_tuptable->tupdesc->natts != BLOCK_NCOLUMNS)
-			elog(ERROR, "autora: autora.ledger_blocks does not have the columns this library writes");
-		heap_deform_tuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, values, nulls);
-		/* the horizon decides what is sealed next: only trust an intact block */
-		if (!BlockRowVerifies(values, nulls))
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("the last ledger block (block_id %lld) was altered; sealing stops",
-							(long long) DatumGetInt64(values[BC_BLOCK_ID])),
-					 errdetail("Its hash no longer matches its contents, so its seal horizon cannot be trusted."),
-					 errhint("Run autora.verify() and compare the chain heads with your external digests.")));
-	}
-	h.valid = true;
-	*last_block_id = (int64) Int64Column(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, BC_BLOCK_ID + 1);
-	h.xmin = Int64Column(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, BC_SEAL_XMIN + 1);
-	h.xmax = Int64Column(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, BC_SEAL_XMAX + 1);
-	{
-		bool		isnull;
-		ArrayType  *arr = DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0],
-														   SPI_tuptable->tupdesc, BC_SEAL_XIP + 1, &isnull));
-		Datum	   *elems;
-		int			n;
-
-		deconstruct_array(arr, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &elems, NULL, &n);
-		h.xip = palloc(sizeof(uint64) * Max(n, 1));
-		h.nxip = n;
-		for (int i = 0; i < n; i++)
-			h.xip[i] = (uint64) DatumGetInt64(elems[i]);
-	}
-	return h;
+	if (SPI_tuptable->tupdesc->natts != BLOCK_NCOLUMNS)
+		elog(ERROR, "autora: autora.ledger_blocks does not have the columns this library writes");
+	heap_deform_tuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, values, nulls);
+	/* the horizon decides what is sealed next: only trust an intact block */
+	if (!BlockRowVerifies(values, nulls))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("the last ledger block (block_id %lld) was altered; sealing stops",
+						(long long) DatumGetInt64(values[BC_BLOCK_ID])),
+				 errdetail("Its hash no longer matches its contents, so its seal horizon cannot be trusted."),
+				 errhint("Run autora.verify() and compare the chain heads with your external digests.")));
+	*last_block_id = DatumGetInt64(values[BC_BLOCK_ID]);
+	return HorizonFromBlockRow(values);
 }
 
 static void

@@ -21,6 +21,15 @@ typedef struct SealHorizon
 
 extern bool HorizonInProgress(const SealHorizon *h, uint64 xid);
 
+/* The horizon stored in a block row (values in BlockColumn order). */
+extern SealHorizon HorizonFromBlockRow(const Datum *values);
+
+/*
+ * Does a stored block row hash to its stored block_hash?  False also for a
+ * row too damaged to read.
+ */
+extern bool BlockRowVerifies(const Datum *values, const bool *nulls);
+
 /* Seals every committed, unsealed entry; returns how many. */
 extern int64 SealPending(void);
 

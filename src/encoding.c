@@ -428,51 +428,6 @@ BlockHash(const BlockHeader *block, uint8 out[LEDGER_HASH_LEN])
 	Sha256Digest(buf->data, buf->len, out);
 }
 
-static bool
-CopyHash(Datum d, uint8 out[LEDGER_HASH_LEN])
-{
-	bytea	   *b = DatumGetByteaPP(d);
-
-	if (VARSIZE_ANY_EXHDR(b) != LEDGER_HASH_LEN)
-		return false;
-	memcpy(out, VARDATA_ANY(b), LEDGER_HASH_LEN);
-	return true;
-}
-
-bool
-BlockRowVerifies(const Datum *values, const bool *nulls)
-{
-	BlockHeader hdr;
-	uint8		stored[LEDGER_HASH_LEN];
-	uint8		computed[LEDGER_HASH_LEN];
-	Datum	   *elems;
-	int			n;
-
-	for (int c = 0; c < BLOCK_NCOLUMNS; c++)
-		if (nulls[c] && c != BC_TENANT_ID)
-			return false;
-	hdr.tenant_id = nulls[BC_TENANT_ID] ? NULL : TextDatumGetCString(values[BC_TENANT_ID]);
-	hdr.block_no = DatumGetInt64(values[BC_BLOCK_NO]);
-	hdr.entry_count = DatumGetInt32(values[BC_ENTRY_COUNT]);
-	hdr.first_entry = DatumGetInt64(values[BC_FIRST_ENTRY]);
-	hdr.last_entry = DatumGetInt64(values[BC_LAST_ENTRY]);
-	hdr.sealed_at = DatumGetTimestampTz(values[BC_SEALED_AT]);
-	if (!CopyHash(values[BC_MERKLE_ROOT], hdr.merkle_root) ||
-		!CopyHash(values[BC_PREV_HASH], hdr.prev_hash) ||
-		!CopyHash(values[BC_BLOCK_HASH], stored))
-		return false;
-	hdr.seal_xmin = (uint64) DatumGetInt64(values[BC_SEAL_XMIN]);
-	hdr.seal_xmax = (uint64) DatumGetInt64(values[BC_SEAL_XMAX]);
-	deconstruct_array(DatumGetArrayTypeP(values[BC_SEAL_XIP]), INT8OID, 8, FLOAT8PASSBYVAL,
-					  TYPALIGN_DOUBLE, &elems, NULL, &n);
-	hdr.seal_nxip = n;
-	hdr.seal_xip = palloc(sizeof(uint64) * Max(n, 1));
-	for (int i = 0; i < n; i++)
-		((uint64 *) hdr.seal_xip)[i] = (uint64) DatumGetInt64(elems[i]);
-	BlockHash(&hdr, computed);
-	return memcmp(stored, computed, LEDGER_HASH_LEN) == 0;
-}
-
 /* MTH(D[n]) of RFC 6962 section 2.1: leaves prefixed 0x00, nodes 0x01. */
 void
 MerkleRoot(const uint8 *hashes, int64 n, uint8 out[LEDGER_HASH_LEN])

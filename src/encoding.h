@@ -109,12 +109,6 @@ typedef struct BlockHeader
 
 extern void BlockHash(const BlockHeader *block, uint8 out[LEDGER_HASH_LEN]);
 
-/*
- * Does a stored block row (values in BlockColumn order) hash to its stored
- * block_hash?  False also for a row too damaged to read.
- */
-extern bool BlockRowVerifies(const Datum *values, const bool *nulls);
-
 /* RFC 6962 Merkle tree hash over n entry hashes laid end to end; n >= 1. */
 extern void MerkleRoot(const uint8 *hashes, int64 n, uint8 out[LEDGER_HASH_LEN]);
 

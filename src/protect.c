@@ -250,6 +250,32 @@ ApplyRowSecurity(Oid relid, const char *column)
 	ExecuteOnRelation(relid, sql.data);
 }
 
+/* The row triggers: stamping and capture (cloned to partitions by PostgreSQL). */
+static char *
+RowTriggersSQL(const char *qualified, const char *args)
+{
+	return psprintf("CREATE TRIGGER " STAMP_TRIGGER " BEFORE INSERT ON %s"
+					" FOR EACH ROW EXECUTE FUNCTION autora.stamp_tenant(%s);"
+					"CREATE TRIGGER " CAPTURE_TRIGGER " AFTER INSERT OR UPDATE OR DELETE ON %s"
+					" FOR EACH ROW EXECUTE FUNCTION autora.capture_row(%s);"
+					"ALTER TABLE %s ENABLE ALWAYS TRIGGER " STAMP_TRIGGER ","
+					" ENABLE ALWAYS TRIGGER " CAPTURE_TRIGGER ";",
+					qualified, args, qualified, args, qualified);
+}
+
+/* The statement triggers: TRUNCATE and flush (never cloned to partitions). */
+static char *
+StatementTriggersSQL(const char *qualified, const char *args)
+{
+	return psprintf("CREATE TRIGGER " TRUNCATE_TRIGGER " BEFORE TRUNCATE ON %s"
+					" FOR EACH STATEMENT EXECUTE FUNCTION autora.capture_truncate(%s);"
+					"CREATE TRIGGER " FLUSH_TRIGGER " AFTER INSERT OR UPDATE OR DELETE ON %s"
+					" FOR EACH STATEMENT EXECUTE FUNCTION autora.flush_entries();"
+					"ALTER TABLE %s ENABLE ALWAYS TRIGGER " TRUNCATE_TRIGGER ","
+					" ENABLE ALWAYS TRIGGER " FLUSH_TRIGGER ";",
+					qualified, args, qualified, qualified);
+}
+
 /*
  * Partitions and inheritance children can be queried directly.  PostgreSQL
  * clones row triggers to partitions, but not to inheritance children, and
@@ -273,24 +299,9 @@ ProtectPartitions(Oid root, const char *column, const char *args)
 		ApplyRowSecurity(member, column);
 		qualified = QualifiedName(member);
 		if (!get_rel_relispartition(member) && !HasTrigger(member, CAPTURE_TRIGGER))
-			ExecuteOnRelation(member,
-							  psprintf("CREATE TRIGGER " STAMP_TRIGGER " BEFORE INSERT ON %s"
-									   " FOR EACH ROW EXECUTE FUNCTION autora.stamp_tenant(%s);"
-									   "CREATE TRIGGER " CAPTURE_TRIGGER " AFTER INSERT OR UPDATE OR DELETE ON %s"
-									   " FOR EACH ROW EXECUTE FUNCTION autora.capture_row(%s);"
-									   "ALTER TABLE %s ENABLE ALWAYS TRIGGER " STAMP_TRIGGER ","
-									   " ENABLE ALWAYS TRIGGER " CAPTURE_TRIGGER ";",
-									   qualified, args, qualified, args, qualified));
-		if (HasTrigger(member, TRUNCATE_TRIGGER))
-			continue;
-		ExecuteOnRelation(member,
-						  psprintf("CREATE TRIGGER " TRUNCATE_TRIGGER " BEFORE TRUNCATE ON %s"
-								   " FOR EACH STATEMENT EXECUTE FUNCTION autora.capture_truncate(%s);"
-								   "CREATE TRIGGER " FLUSH_TRIGGER " AFTER INSERT OR UPDATE OR DELETE ON %s"
-								   " FOR EACH STATEMENT EXECUTE FUNCTION autora.flush_entries();"
-								   "ALTER TABLE %s ENABLE ALWAYS TRIGGER " TRUNCATE_TRIGGER ","
-								   " ENABLE ALWAYS TRIGGER " FLUSH_TRIGGER ";",
-								   qualified, args, qualified, qualified));
+			ExecuteOnRelation(member, RowTriggersSQL(qualified, args));
+		if (!HasTrigger(member, TRUNCATE_TRIGGER))
+			ExecuteOnRelation(member, StatementTriggersSQL(qualified, args));
 	}
 }
 
@@ -537,20 +548,8 @@ autora_protect(PG_FUNCTION_ARGS)
 	/* re-protecting replaces the triggers, so new options take effect */
 	initStringInfo(&sql);
 	appendStringInfoString(&sql, DropAutoraTriggersSQL(relid, qualified));
-	appendStringInfo(&sql,
-					 "CREATE TRIGGER " STAMP_TRIGGER " BEFORE INSERT ON %s"
-					 " FOR EACH ROW EXECUTE FUNCTION autora.stamp_tenant(%s);"
-					 "CREATE TRIGGER " CAPTURE_TRIGGER " AFTER INSERT OR UPDATE OR DELETE ON %s"
-					 " FOR EACH ROW EXECUTE FUNCTION autora.capture_row(%s);"
-					 "CREATE TRIGGER " TRUNCATE_TRIGGER " BEFORE TRUNCATE ON %s"
-					 " FOR EACH STATEMENT EXECUTE FUNCTION autora.capture_truncate(%s);"
-					 "CREATE TRIGGER " FLUSH_TRIGGER " AFTER INSERT OR UPDATE OR DELETE ON %s"
-					 " FOR EACH STATEMENT EXECUTE FUNCTION autora.flush_entries();"
-					 "ALTER TABLE %s ENABLE ALWAYS TRIGGER " STAMP_TRIGGER ","
-					 " ENABLE ALWAYS TRIGGER " CAPTURE_TRIGGER ","
-					 " ENABLE ALWAYS TRIGGER " TRUNCATE_TRIGGER ","
-					 " ENABLE ALWAYS TRIGGER " FLUSH_TRIGGER ";",
-					 qualified, args, qualified, args, qualified, args, qualified, qualified);
+	appendStringInfoString(&sql, RowTriggersSQL(qualified, args));
+	appendStringInfoString(&sql, StatementTriggersSQL(qualified, args));
 	ExecuteOnRelation(relid, sql.data);
 	ApplyRowSecurity(relid, tenant_column);
 	ProtectPartitions(relid, tenant_column, args);

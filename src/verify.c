@@ -231,23 +231,6 @@ CopyBytea(Datum d)
 	return DatumGetByteaPCopy(d);
 }
 
-static void
-ReadHorizon(SealHorizon *h, Datum *values)
-{
-	ArrayType  *arr = DatumGetArrayTypeP(values[BC_SEAL_XIP]);
-	Datum	   *elems;
-	int			n;
-
-	deconstruct_array(arr, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &elems, NULL, &n);
-	h->valid = true;
-	h->xmin = (uint64) DatumGetInt64(values[BC_SEAL_XMIN]);
-	h->xmax = (uint64) DatumGetInt64(values[BC_SEAL_XMAX]);
-	h->nxip = n;
-	h->xip = palloc(sizeof(uint64) * Max(n, 1));
-	for (int i = 0; i < n; i++)
-		h->xip[i] = (uint64) DatumGetInt64(elems[i]);
-}
-
 /* Pass 2: collect the blocks of the wanted chains and the last horizon. */
 static void
 ScanBlocks(VerifyState *vs, Relation blocks, Snapshot snap)
@@ -274,7 +257,7 @@ ScanBlocks(VerifyState *vs, Relation blocks, Snapshot snap)
 		if (block_id > vs->last_block_id)
 		{
 			vs->last_block_id = block_id;
-			ReadHorizon(&vs->last, values);
+			vs->last = HorizonFromBlockRow(values);
 			vs->last_intact = BlockRowVerifies(values, nulls);
 		}
 
@@ -299,7 +282,7 @@ ScanBlocks(VerifyState *vs, Relation blocks, Snapshot snap)
 		b->merkle_root = CopyBytea(values[BC_MERKLE_ROOT]);
 		b->prev_hash = CopyBytea(values[BC_PREV_HASH]);
 		b->block_hash = CopyBytea(values[BC_BLOCK_HASH]);
-		ReadHorizon(&b->horizon, values);
+		b->horizon = HorizonFromBlockRow(values);
 
 		{
 			TenantReport *r = &vs->reports[TenantIndex(vs, tenant)];

@@ -88,6 +88,67 @@ Sha256Digest(const void *data, size_t len, uint8 out[LEDGER_HASH_LEN])
 				 errmsg("SHA-256 computation failed in OpenSSL")));
 }
 
+/* Bytes that escape_json() rewrites: '"', '\\' and the control characters. */
+static inline bool
+NeedsEscape(unsigned char c)
+{
+	return c < 0x20 || c == '"' || c == '\\';
+}
+
+/*
+ * The same test for eight bytes at once, with the "has a byte less than n"
+ * and "has a zero byte" word tricks (exact as a yes/no answer).
+ */
+static inline bool
+ChunkNeedsEscape(uint64 x)
+{
+	const uint64 ones = UINT64CONST(0x0101010101010101);
+	const uint64 highs = UINT64CONST(0x8080808080808080);
+	uint64		quote = x ^ (ones * '"');
+	uint64		backslash = x ^ (ones * '\\');
+
+	return (((x - ones * 0x20) & ~x) |
+			((quote - ones) & ~quote) |
+			((backslash - ones) & ~backslash)) & highs;
+}
+
+/* Length of the prefix of s that escape_json() would copy unchanged. */
+static int
+PlainPrefix(const char *s, int len)
+{
+	int			i = 0;
+
+	for (; i + 8 <= len; i += 8)
+	{
+		uint64		chunk;
+
+		memcpy(&chunk, s + i, 8);
+		if (ChunkNeedsEscape(chunk))
+			break;
+	}
+	while (i < len && !NeedsEscape((unsigned char) s[i]))
+		i++;
+	return i;
+}
+
+/* Appends n bytes; the fast path is inline, enlargeStringInfo only on growth. */
+static inline void
+Emit(StringInfo out, const char *s, int n)
+{
+	if (unlikely(out->len + n >= out->maxlen))
+		enlargeStringInfo(out, n);
+	memcpy(out->data + out->len, s, n);
+	out->len += n;
+}
+
+static inline void
+EmitChar(StringInfo out, char c)
+{
+	if (unlikely(out->len + 1 >= out->maxlen))
+		enlargeStringInfo(out, 1);
+	out->data[out->len++] = c;
+}
+
 /* --- framing: NULL is 0x00; a value is 0x01, u32 big-endian length, bytes --- */
 
 static void
@@ -95,21 +156,21 @@ PutUint32(StringInfo buf, uint32 v)
 {
 	uint32		be = pg_hton32(v);
 
-	appendBinaryStringInfo(buf, (char *) &be, 4);
+	Emit(buf, (char *) &be, 4);
 }
 
 static void
 PutNull(StringInfo buf)
 {
-	appendStringInfoCharMacro(buf, 0);
+	EmitChar(buf, 0);
 }
 
 static void
 PutBytes(StringInfo buf, const void *data, uint32 len)
 {
-	appendStringInfoCharMacro(buf, 1);
+	EmitChar(buf, 1);
 	PutUint32(buf, len);
-	appendBinaryStringInfo(buf, data, len);
+	Emit(buf, data, len);
 }
 
 static void
@@ -138,29 +199,38 @@ PutText(StringInfo buf, Datum v)
 }
 
 /*
- * A JSON string as escape_json() writes it.  Most values need no escaping
- * at all (escape_json only touches '"', '\\' and control characters), and
- * are copied whole instead of a byte at a time.
+ * A JSON string as escape_json() writes it.  Runs that need no escaping,
+ * usually the whole value, are copied in one go.  The buffer is not kept
+ * NUL-terminated while text is appended: EntryHash uses lengths only.
  */
 static void
 AppendJsonString(StringInfo out, const char *s, int len)
 {
-	for (int i = 0; i < len; i++)
-	{
-		unsigned char c = (unsigned char) s[i];
+	int			run = PlainPrefix(s, len);
 
-		if (c < 0x20 || c == '"' || c == '\\')
-		{
-			escape_json(out, pnstrdup(s, len));
-			return;
-		}
+	EmitChar(out, '"');
+	Emit(out, s, run);
+	if (run < len)
+	{
+		StringInfoData escaped;
+
+		/* rare: hand the rest to PostgreSQL's own escaping */
+		initStringInfo(&escaped);
+		escape_json(&escaped, pnstrdup(s + run, len - run));
+		/* drop escape_json's quotes: the opening one is written above */
+		Emit(out, escaped.data + 1, escaped.len - 2);
+		pfree(escaped.data);
 	}
-	enlargeStringInfo(out, len + 2);
-	out->data[out->len++] = '"';
-	memcpy(out->data + out->len, s, len);
-	out->len += len;
-	out->data[out->len++] = '"';
-	out->data[out->len] = '\0';
+	EmitChar(out, '"');
+}
+
+static void
+AppendNumeric(StringInfo out, Datum numeric)
+{
+	char	   *text = DatumGetCString(DirectFunctionCall1(numeric_out, numeric));
+
+	Emit(out, text, strlen(text));
+	pfree(text);
 }
 
 static void
@@ -169,14 +239,16 @@ AppendScalar(StringInfo out, JsonbValue *v)
 	switch (v->type)
 	{
 		case jbvNull:
-			appendBinaryStringInfo(out, "null", 4);
+			Emit(out, "null", 4);
 			break;
 		case jbvBool:
-			appendStringInfoString(out, v->val.boolean ? "true" : "false");
+			if (v->val.boolean)
+				Emit(out, "true", 4);
+			else
+				Emit(out, "false", 5);
 			break;
 		case jbvNumeric:
-			appendStringInfoString(out, DatumGetCString(DirectFunctionCall1(numeric_out,
-																			NumericGetDatum(v->val.numeric))));
+			AppendNumeric(out, NumericGetDatum(v->val.numeric));
 			break;
 		case jbvString:
 			AppendJsonString(out, v->val.string.val, v->val.string.len);
@@ -188,24 +260,23 @@ AppendScalar(StringInfo out, JsonbValue *v)
 
 static void AppendContainer(StringInfo out, const JsonbContainer *container);
 
-/* Entry index of a container, read in place as fillJsonbValue() reads it. */
+/* Child `index` of a container, at data offset `offset`, read in place. */
 static void
-AppendEntry(StringInfo out, const JsonbContainer *container, const char *base, int index)
+AppendEntry(StringInfo out, const JsonbContainer *container, const char *base,
+			int index, uint32 offset, uint32 end)
 {
 	JEntry		entry = container->children[index];
-	uint32		offset = getJsonbOffset(container, index);
 
 	if (JBE_ISSTRING(entry))
-		AppendJsonString(out, base + offset, getJsonbLength(container, index));
+		AppendJsonString(out, base + offset, end - offset);
 	else if (JBE_ISNUMERIC(entry))
-		appendStringInfoString(out, DatumGetCString(DirectFunctionCall1(numeric_out,
-																		PointerGetDatum(base + INTALIGN(offset)))));
+		AppendNumeric(out, PointerGetDatum(base + INTALIGN(offset)));
 	else if (JBE_ISBOOL_TRUE(entry))
-		appendBinaryStringInfo(out, "true", 4);
+		Emit(out, "true", 4);
 	else if (JBE_ISBOOL_FALSE(entry))
-		appendBinaryStringInfo(out, "false", 5);
+		Emit(out, "false", 5);
 	else if (JBE_ISNULL(entry))
-		appendBinaryStringInfo(out, "null", 4);
+		Emit(out, "null", 4);
 	else
 		AppendContainer(out, (const JsonbContainer *) (base + INTALIGN(offset)));
 }
@@ -214,43 +285,61 @@ AppendEntry(StringInfo out, const JsonbContainer *container, const char *base, i
  * The canonical text of a stored jsonb container: what JsonbToCString()
  * writes (", " between members, ": " after keys, a raw scalar bare), read
  * straight from the container rather than through the generic iterator.
+ * Children's offsets are found in one forward pass (getJsonbOffset() per
+ * child walks back up to JB_OFFSET_STRIDE entries each time).
  */
 static void
 AppendContainer(StringInfo out, const JsonbContainer *container)
 {
 	uint32		count = JsonContainerSize(container);
+	bool		object = JsonContainerIsObject(container);
+	uint32		nchildren = object ? count * 2 : count;
+	const char *base = (const char *) &container->children[nchildren];
+	uint32		stack_offsets[65];
+	uint32	   *offsets = stack_offsets;
+	uint32		offset = 0;
 
-	if (JsonContainerIsObject(container))
+	/* offsets[i] .. offsets[i + 1]: child i's data */
+	if (nchildren + 1 > lengthof(stack_offsets))
+		offsets = palloc(sizeof(uint32) * (nchildren + 1));
+	for (uint32 i = 0; i < nchildren; i++)
 	{
-		const char *base = (const char *) &container->children[count * 2];
+		offsets[i] = offset;
+		JBE_ADVANCE_OFFSET(offset, container->children[i]);
+	}
+	offsets[nchildren] = offset;
 
-		appendStringInfoCharMacro(out, '{');
+	if (object)
+	{
+		EmitChar(out, '{');
 		for (uint32 i = 0; i < count; i++)
 		{
 			if (i > 0)
-				appendBinaryStringInfo(out, ", ", 2);
-			AppendEntry(out, container, base, i);
-			appendBinaryStringInfo(out, ": ", 2);
-			AppendEntry(out, container, base, i + count);
+				Emit(out, ", ", 2);
+			AppendEntry(out, container, base, i, offsets[i], offsets[i + 1]);
+			Emit(out, ": ", 2);
+			AppendEntry(out, container, base, i + count,
+						offsets[i + count], offsets[i + count + 1]);
 		}
-		appendStringInfoCharMacro(out, '}');
+		EmitChar(out, '}');
 	}
 	else
 	{
-		const char *base = (const char *) &container->children[count];
 		bool		scalar = JsonContainerIsScalar(container);
 
 		if (!scalar)
-			appendStringInfoCharMacro(out, '[');
+			EmitChar(out, '[');
 		for (uint32 i = 0; i < count; i++)
 		{
 			if (i > 0)
-				appendBinaryStringInfo(out, ", ", 2);
-			AppendEntry(out, container, base, i);
+				Emit(out, ", ", 2);
+			AppendEntry(out, container, base, i, offsets[i], offsets[i + 1]);
 		}
 		if (!scalar)
-			appendStringInfoCharMacro(out, ']');
+			EmitChar(out, ']');
 	}
+	if (offsets != stack_offsets)
+		pfree(offsets);
 }
 
 static void
@@ -266,27 +355,27 @@ AppendCanonicalJson(StringInfo out, JsonbValue *v)
 			break;
 		case jbvArray:
 			if (!v->val.array.rawScalar)
-				appendStringInfoCharMacro(out, '[');
+				EmitChar(out, '[');
 			for (int i = 0; i < v->val.array.nElems; i++)
 			{
 				if (i > 0)
-					appendBinaryStringInfo(out, ", ", 2);
+					Emit(out, ", ", 2);
 				AppendCanonicalJson(out, &v->val.array.elems[i]);
 			}
 			if (!v->val.array.rawScalar)
-				appendStringInfoCharMacro(out, ']');
+				EmitChar(out, ']');
 			break;
 		case jbvObject:
-			appendStringInfoCharMacro(out, '{');
+			EmitChar(out, '{');
 			for (int i = 0; i < v->val.object.nPairs; i++)
 			{
 				if (i > 0)
-					appendBinaryStringInfo(out, ", ", 2);
+					Emit(out, ", ", 2);
 				AppendCanonicalJson(out, &v->val.object.pairs[i].key);
-				appendBinaryStringInfo(out, ": ", 2);
+				Emit(out, ": ", 2);
 				AppendCanonicalJson(out, &v->val.object.pairs[i].value);
 			}
-			appendStringInfoCharMacro(out, '}');
+			EmitChar(out, '}');
 			break;
 		case jbvBinary:
 			AppendContainer(out, v->val.binary.data);
@@ -303,6 +392,7 @@ CanonicalJsonText(JsonbValue *value)
 
 	initStringInfo(&out);
 	AppendCanonicalJson(&out, value);
+	out.data[out.len] = '\0';
 	return out.data;
 }
 
@@ -314,7 +404,7 @@ PutJsonb(StringInfo buf, Datum v)
 	int			length_at;
 	uint32		be;
 
-	appendStringInfoCharMacro(buf, 1);
+	EmitChar(buf, 1);
 	length_at = buf->len;
 	PutUint32(buf, 0);
 	AppendContainer(buf, &jb->root);
@@ -333,7 +423,7 @@ PutTextArray(StringInfo buf, Datum v)
 	int			n;
 
 	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &elemnulls, &n);
-	appendStringInfoCharMacro(buf, 1);
+	EmitChar(buf, 1);
 	PutUint32(buf, (uint32) n);
 	for (int i = 0; i < n; i++)
 	{

@@ -87,6 +87,7 @@ typedef struct VerifyState
 	int			nreports;
 	int			maxreports;
 	EntryInfo  *entries;
+	bool		entries_sorted; /* the scan met them in id order */
 	int64		nentries;
 	int64		maxentries;
 	SealHorizon last;			/* horizon of the last seal round */
@@ -164,6 +165,19 @@ HashEquals(bytea *stored, const uint8 *hash)
 		memcmp(VARDATA_ANY(stored), hash, LEDGER_HASH_LEN) == 0;
 }
 
+/* Whether a ledger tenant_id value is the tenant named `known`. */
+static bool
+SameTenant(const char *known, bool isnull, Datum value)
+{
+	text	   *t;
+
+	if (isnull || known == NULL)
+		return isnull && known == NULL;
+	t = DatumGetTextPP(value);
+	return VARSIZE_ANY_EXHDR(t) == strlen(known) &&
+		memcmp(VARDATA_ANY(t), known, VARSIZE_ANY_EXHDR(t)) == 0;
+}
+
 /* Pass 1: hash every entry from its stored fields. */
 static void
 ScanEntries(VerifyState *vs, Relation ledger, Snapshot snap)
@@ -173,28 +187,37 @@ ScanEntries(VerifyState *vs, Relation ledger, Snapshot snap)
 	MemoryContext per_tuple = AllocSetContextCreate(CurrentMemoryContext, "autora verify tuple",
 													ALLOCSET_DEFAULT_SIZES);
 	MemoryContext outer = CurrentMemoryContext;
-	char	   *last_tenant = NULL;
-	int32		last_index = -1;
+	int32		last_index = -1;	/* tenant of the entry before */
+	int64		last_id = PG_INT64_MIN;
 
+	vs->entries_sorted = true;
 	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
 	{
 		Datum	   *values;
 		bool	   *nulls;
 		EntryInfo  *e;
-		char	   *tenant;
 
 		CHECK_FOR_INTERRUPTS();
 		slot_getallattrs(slot);
 		values = slot->tts_values;
 		nulls = slot->tts_isnull;
 
-		MemoryContextSwitchTo(per_tuple);
-		tenant = nulls[LC_TENANT_ID] ? NULL : TextDatumGetCString(values[LC_TENANT_ID]);
-		if (!TenantWanted(vs, tenant))
+		/* entries come in runs of one tenant: look it up when it changes */
+		if (last_index < 0 || !SameTenant(vs->reports[last_index].tenant,
+										  nulls[LC_TENANT_ID], values[LC_TENANT_ID]))
 		{
+			char	   *tenant;
+			bool		wanted;
+
+			MemoryContextSwitchTo(per_tuple);
+			tenant = nulls[LC_TENANT_ID] ? NULL : TextDatumGetCString(values[LC_TENANT_ID]);
+			wanted = TenantWanted(vs, tenant);
 			MemoryContextSwitchTo(outer);
+			if (wanted)
+				last_index = TenantIndex(vs, tenant);
 			MemoryContextReset(per_tuple);
-			continue;
+			if (!wanted)
+				continue;
 		}
 
 		if (vs->nentries == vs->maxentries)
@@ -206,19 +229,18 @@ ScanEntries(VerifyState *vs, Relation ledger, Snapshot snap)
 		e->id = DatumGetInt64(values[LC_ID]);
 		e->xid = (uint64) DatumGetInt64(values[LC_XID]);
 		e->in_block = false;
+		e->tenant = last_index;
+		if (e->id <= last_id)
+			vs->entries_sorted = false;
+		last_id = e->id;
+
+		MemoryContextSwitchTo(per_tuple);
 		EntryHash(values, nulls, NULL, e->hash);
 		e->stored_ok = !nulls[LC_HASH] && HashEquals(DatumGetByteaPP(values[LC_HASH]), e->hash);
-
 		MemoryContextSwitchTo(outer);
-		if (last_index < 0 || (tenant == NULL) != (last_tenant == NULL) ||
-			(tenant != NULL && strcmp(tenant, last_tenant) != 0))
-		{
-			last_index = TenantIndex(vs, tenant);
-			last_tenant = vs->reports[last_index].tenant;
-		}
-		e->tenant = last_index;
-		vs->reports[last_index].entries++;
 		MemoryContextReset(per_tuple);
+
+		vs->reports[last_index].entries++;
 	}
 	table_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
@@ -531,7 +553,8 @@ autora_verify(PG_FUNCTION_ARGS)
 	blocks = table_open(oids->blocks, AccessShareLock);
 	ledger = table_open(oids->ledger, AccessShareLock);
 	ScanEntries(&vs, ledger, snap);
-	qsort(vs.entries, vs.nentries, sizeof(EntryInfo), CompareEntryIds);
+	if (!vs.entries_sorted)
+		qsort(vs.entries, vs.nentries, sizeof(EntryInfo), CompareEntryIds);
 	ScanBlocks(&vs, blocks, snap);
 	table_close(ledger, AccessShareLock);
 	table_close(blocks, AccessShareLock);

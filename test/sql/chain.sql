@@ -90,6 +90,18 @@ COMMIT;
 BEGIN;
 SELECT autora.set_context_trusted(NULL, 'ops', 'platform_owner') IS NOT NULL AS context_set;
 SELECT autora.log_event('maintenance', metadata => '{"window": "sunday"}') > 0 AS logged;
+-- a wide object (children past jsonb's offset stride of 32 and autora's 64-slot
+-- offset buffer), nested arrays, and escapes inside long strings, at every
+-- position of an 8-byte word, are hashed alike by the writer, verify and SQL
+SELECT autora.log_event('bulk.import', metadata => (
+         SELECT jsonb_object_agg('key ' || g,
+                  CASE g % 4
+                    WHEN 0 THEN to_jsonb(g * 1.5)
+                    WHEN 1 THEN to_jsonb(repeat('x', g % 17) || E'"\\\n\t' || repeat('y', g))
+                    WHEN 2 THEN jsonb_build_array(g, NULL, true, false, E'tab\tafter ' || repeat('z', g % 9))
+                    ELSE jsonb_build_object('nested', repeat('w', g), 'ctl', E'\x01' || g)
+                  END)
+           FROM generate_series(1, 90) AS g)) > 0 AS logged;
 COMMIT;
 -- an aborted transaction leaves a gap in chain_a's numbering, nothing else
 BEGIN;

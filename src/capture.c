@@ -151,14 +151,27 @@ PushColumnValue(JsonbParseState **state, CapturedColumn *col, Datum value, bool 
 }
 
 /*
+ * Which PII values of a row go to the vault, and their digests.  An UPDATE
+ * keeps the clear values of the PII columns it changes only: the others
+ * were kept by the entry that set them (or are still in the table, for a row
+ * older than protect()), and their digest is the same in both images.
+ */
+typedef struct PiiPlan
+{
+	const bool *changed;		/* by column index; NULL: every PII value */
+	char	  **digests;		/* by column index, filled by the first image */
+} PiiPlan;
+
+/*
  * jsonb object of the given columns (indexes into info->columns, in jsonb
  * key order) of a row.
- * PII columns appear as their keyed digest; when clear is given, their clear
- * text is pushed there as well, as members of an object under construction.
+ * PII columns appear as their keyed digest; when clear is given, the clear
+ * text of those the plan keeps is pushed there as well, as members of an
+ * object under construction.
  */
 static Jsonb *
 RowToJsonb(RelInfo *info, const int *cols, int ncols, Datum *values, bool *nulls,
-		   JsonbParseState **clear, char **text)
+		   PiiPlan *plan, JsonbParseState **clear, char **text)
 {
 	JsonbParseState *state = NULL;
 	JsonbValue *res;
@@ -166,19 +179,29 @@ RowToJsonb(RelInfo *info, const int *cols, int ncols, Datum *values, bool *nulls
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 	for (int i = 0; i < ncols; i++)
 	{
-		CapturedColumn *col = &info->columns[cols[i]];
+		int			ci = cols[i];
+		CapturedColumn *col = &info->columns[ci];
 		int			att = col->attnum - 1;
 
 		PushString(&state, WJB_KEY, col->name);
 		if (col->pii && !nulls[att])
 		{
-			char	   *text = OutputFunctionCall(&col->output, values[att]);
+			bool		keep = plan == NULL || plan->changed == NULL || plan->changed[ci];
+			char	   *clear_text = NULL;
+			char	   *digest = (plan && !keep) ? plan->digests[ci] : NULL;
 
-			PushString(&state, WJB_VALUE, VaultDigest(text));
-			if (clear)
+			if (digest == NULL)
+			{
+				clear_text = OutputFunctionCall(&col->output, values[att]);
+				digest = VaultDigest(clear_text);
+				if (plan)
+					plan->digests[ci] = digest;
+			}
+			PushString(&state, WJB_VALUE, digest);
+			if (clear && keep)
 			{
 				PushString(clear, WJB_KEY, col->name);
-				PushString(clear, WJB_VALUE, text);
+				PushString(clear, WJB_VALUE, clear_text);
 			}
 		}
 		else
@@ -190,19 +213,20 @@ RowToJsonb(RelInfo *info, const int *cols, int ncols, Datum *values, bool *nulls
 	return JsonbValueToJsonb(res);
 }
 
+/* Whether the plan keeps any clear PII value of this entry. */
 static bool
-HasPiiColumns(RelInfo *info)
+KeepsPii(RelInfo *info, const PiiPlan *plan)
 {
 	for (int i = 0; i < info->ncolumns; i++)
-		if (info->columns[i].pii)
+		if (info->columns[i].pii && (plan->changed == NULL || plan->changed[i]))
 			return true;
 	return false;
 }
 
-/* Row image for before/after; its PII clear values go under key in vault. */
+/* Row image for before/after; its kept PII clear values go under key in vault. */
 static Jsonb *
-RowImage(RelInfo *info, Datum *values, bool *nulls, JsonbParseState **vault,
-		 const char *key, char **text)
+RowImage(RelInfo *info, Datum *values, bool *nulls, PiiPlan *plan,
+		 JsonbParseState **vault, const char *key, char **text)
 {
 	Jsonb	   *image;
 
@@ -211,7 +235,7 @@ RowImage(RelInfo *info, Datum *values, bool *nulls, JsonbParseState **vault,
 		PushString(vault, WJB_KEY, key);
 		pushJsonbValue(vault, WJB_BEGIN_OBJECT, NULL);
 	}
-	image = RowToJsonb(info, info->json_order, info->ncolumns, values, nulls,
+	image = RowToJsonb(info, info->json_order, info->ncolumns, values, nulls, plan,
 					   *vault ? vault : NULL, text);
 	if (*vault)
 		pushJsonbValue(vault, WJB_END_OBJECT, NULL);
@@ -228,9 +252,13 @@ TenantOfRow(RelInfo *info, Datum *values, bool *nulls)
 	return OutputFunctionCall(&info->tenant_output, values[att]);
 }
 
-/* Names of captured columns whose value differs between two row versions. */
+/*
+ * Names of captured columns whose value differs between two row versions;
+ * changed[i] says the same by column index.
+ */
 static ArrayType *
-ChangedColumns(RelInfo *info, Datum *oldv, bool *oldn, Datum *newv, bool *newn)
+ChangedColumns(RelInfo *info, Datum *oldv, bool *oldn, Datum *newv, bool *newn,
+			   bool *changed)
 {
 	Datum	   *names = palloc(sizeof(Datum) * Max(info->ncolumns, 1));
 	int			n = 0;
@@ -245,6 +273,7 @@ ChangedColumns(RelInfo *info, Datum *oldv, bool *oldn, Datum *newv, bool *newn)
 			same = oldn[att] && newn[att];
 		else
 			same = datum_image_eq(oldv[att], newv[att], col->typbyval, col->typlen);
+		changed[i] = !same;
 		if (!same)
 			names[n++] = CStringGetTextDatum(col->name);
 	}
@@ -309,6 +338,7 @@ autora_capture_row(PG_FUNCTION_ARGS)
 	bool	   *oldn = NULL,
 			   *newn = NULL;
 	JsonbParseState *vault = NULL;
+	PiiPlan		plan = {0};
 
 	RequireTrigger(fcinfo, "capture_row");
 	trigdata = (TriggerData *) fcinfo->context;
@@ -358,9 +388,12 @@ autora_capture_row(PG_FUNCTION_ARGS)
 	rec.tenant_id = newtup ? TenantOfRow(info, newv, newn) : TenantOfRow(info, oldv, oldn);
 	if (oldtup && newtup)
 	{
+		bool	   *changed = palloc(sizeof(bool) * Max(info->ncolumns, 1));
+
 		RequireSameTenant(info, TenantOfRow(info, oldv, oldn), rec.tenant_id);
 		RequireContextTenant(info, rec.tenant_id);
-		rec.changed = ChangedColumns(info, oldv, oldn, newv, newn);
+		rec.changed = ChangedColumns(info, oldv, oldn, newv, newn, changed);
+		plan.changed = changed;
 		if (rec.changed == NULL && autora_skip_noop_updates)
 			return PointerGetDatum(NULL);
 		if (rec.changed == NULL)
@@ -370,16 +403,17 @@ autora_capture_row(PG_FUNCTION_ARGS)
 	rec.table_schema = info->schema;
 	rec.table_name = info->name;
 	if (info->npk > 0)
-		rec.pk = newtup ? RowToJsonb(info, info->pk, info->npk, newv, newn, NULL, &rec.pk_text)
-			: RowToJsonb(info, info->pk, info->npk, oldv, oldn, NULL, &rec.pk_text);
+		rec.pk = newtup ? RowToJsonb(info, info->pk, info->npk, newv, newn, NULL, NULL, &rec.pk_text)
+			: RowToJsonb(info, info->pk, info->npk, oldv, oldn, NULL, NULL, &rec.pk_text);
 
-	/* clear PII values go to the vault as {"before": {...}, "after": {...}} */
-	if (HasPiiColumns(info))
+	/* kept clear PII values go to the vault as {"before": {...}, "after": {...}} */
+	plan.digests = palloc0(sizeof(char *) * Max(info->ncolumns, 1));
+	if (KeepsPii(info, &plan))
 		pushJsonbValue(&vault, WJB_BEGIN_OBJECT, NULL);
 	if (oldtup)
-		rec.before = RowImage(info, oldv, oldn, &vault, "before", &rec.before_text);
+		rec.before = RowImage(info, oldv, oldn, &plan, &vault, "before", &rec.before_text);
 	if (newtup)
-		rec.after = RowImage(info, newv, newn, &vault, "after", &rec.after_text);
+		rec.after = RowImage(info, newv, newn, &plan, &vault, "after", &rec.after_text);
 	if (vault)
 		rec.vault = JsonbValueToJsonb(pushJsonbValue(&vault, WJB_END_OBJECT, NULL));
 

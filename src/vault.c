@@ -10,9 +10,16 @@
  */
 #include "postgres.h"
 
-#include <openssl/core_names.h>
-#include <openssl/evp.h>
-#include <openssl/params.h>
+/*
+ * HMAC is computed from SHA-256 states that have absorbed the key pads
+ * (RFC 2104), copied per value: the EVP_MAC interface allocates and keys a
+ * context per call, which cost more than the hashing itself on bulk
+ * captures.  The SHA256_* functions are deprecated in OpenSSL 3 in favour
+ * of EVP, which cannot copy a state without allocating; they remain the
+ * same optimised code underneath.
+ */
+#define OPENSSL_SUPPRESS_DEPRECATED
+#include <openssl/sha.h>
 
 #include "access/table.h"
 #include "access/tableam.h"
@@ -29,11 +36,15 @@
 #define VAULT_KEY_LEN	32
 #define DIGEST_PREFIX	"hmac-sha256:"
 
-static EVP_MAC_CTX *keyed_mac = NULL;	/* initialised with the key */
-static Oid	keyed_relid = InvalidOid;	/* the key table it was read from */
+#define HMAC_BLOCK_LEN	64
+
+/* SHA-256 states after the inner and outer key pads, and the key's table */
+static SHA256_CTX inner_pad;
+static SHA256_CTX outer_pad;
+static Oid	keyed_relid = InvalidOid;
 
 /*
- * Set while the key in keyed_mac is one this session made and its
+ * Set while the key in the pad states is one this session made and its
  * transaction has not ended: if that transaction aborts the key is gone,
  * so once it ends the key is read again.
  */
@@ -95,13 +106,12 @@ GetOrCreateKey(const LedgerOids *oids)
 	return key;
 }
 
-/* Keys the MAC context with the database's PII key. */
+/* Absorbs the database's PII key into the two pad states. */
 static void
 LoadKey(const LedgerOids *oids)
 {
 	bytea	   *key = GetOrCreateKey(oids);
-	EVP_MAC    *mac;
-	OSSL_PARAM	params[2];
+	unsigned char pad[HMAC_BLOCK_LEN];
 
 	if (VARSIZE_ANY_EXHDR(key) != VAULT_KEY_LEN)
 		ereport(ERROR,
@@ -109,18 +119,18 @@ LoadKey(const LedgerOids *oids)
 				 errmsg("the autora PII key is damaged"),
 				 errhint("autora.vault_key must hold one 32-byte key.")));
 
-	if (keyed_mac != NULL)
-		EVP_MAC_CTX_free(keyed_mac);
-	mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-	keyed_mac = mac ? EVP_MAC_CTX_new(mac) : NULL;
-	EVP_MAC_free(mac);
-	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0);
-	params[1] = OSSL_PARAM_construct_end();
-	if (keyed_mac == NULL ||
-		EVP_MAC_init(keyed_mac, (unsigned char *) VARDATA_ANY(key), VAULT_KEY_LEN, params) != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_SYSTEM_ERROR),
-				 errmsg("could not initialise HMAC-SHA256 from OpenSSL")));
+	/* a 32-byte key is shorter than the block: zero-padded, not hashed */
+	memset(pad, 0, sizeof(pad));
+	memcpy(pad, VARDATA_ANY(key), VAULT_KEY_LEN);
+	for (int i = 0; i < HMAC_BLOCK_LEN; i++)
+		pad[i] ^= 0x36;
+	SHA256_Init(&inner_pad);
+	SHA256_Update(&inner_pad, pad, HMAC_BLOCK_LEN);
+	for (int i = 0; i < HMAC_BLOCK_LEN; i++)
+		pad[i] ^= 0x36 ^ 0x5c;
+	SHA256_Init(&outer_pad);
+	SHA256_Update(&outer_pad, pad, HMAC_BLOCK_LEN);
+	explicit_bzero(pad, sizeof(pad));
 	keyed_relid = oids->vault_key;
 }
 
@@ -128,9 +138,9 @@ char *
 VaultDigest(const char *value)
 {
 	const LedgerOids *oids = LedgerGetOids(false);
-	EVP_MAC_CTX *ctx;
-	unsigned char out[EVP_MAX_MD_SIZE];
-	size_t		outlen = 0;
+	SHA256_CTX	ctx;
+	unsigned char inner[SHA256_DIGEST_LENGTH];
+	unsigned char out[SHA256_DIGEST_LENGTH];
 	char	   *result;
 
 	if (key_made_in != InvalidLocalTransactionId && key_made_in != MyProc->lxid)
@@ -138,25 +148,20 @@ VaultDigest(const char *value)
 		key_made_in = InvalidLocalTransactionId;
 		keyed_relid = InvalidOid;
 	}
-	if (keyed_mac == NULL || keyed_relid != oids->vault_key)
+	if (keyed_relid != oids->vault_key)
 		LoadKey(oids);
 
-	ctx = EVP_MAC_CTX_dup(keyed_mac);
-	if (ctx == NULL ||
-		EVP_MAC_update(ctx, (const unsigned char *) value, strlen(value)) != 1 ||
-		EVP_MAC_final(ctx, out, &outlen, sizeof(out)) != 1 || outlen != 32)
-	{
-		EVP_MAC_CTX_free(ctx);
-		ereport(ERROR,
-				(errcode(ERRCODE_SYSTEM_ERROR),
-				 errmsg("HMAC-SHA256 computation failed in OpenSSL")));
-	}
-	EVP_MAC_CTX_free(ctx);
+	ctx = inner_pad;
+	SHA256_Update(&ctx, value, strlen(value));
+	SHA256_Final(inner, &ctx);
+	ctx = outer_pad;
+	SHA256_Update(&ctx, inner, sizeof(inner));
+	SHA256_Final(out, &ctx);
 
-	result = palloc(sizeof(DIGEST_PREFIX) + 2 * outlen);
+	result = palloc(sizeof(DIGEST_PREFIX) + 2 * sizeof(out));
 	strcpy(result, DIGEST_PREFIX);
-	hex_encode((const char *) out, outlen, result + sizeof(DIGEST_PREFIX) - 1);
-	result[sizeof(DIGEST_PREFIX) - 1 + 2 * outlen] = '\0';
+	hex_encode((const char *) out, sizeof(out), result + sizeof(DIGEST_PREFIX) - 1);
+	result[sizeof(DIGEST_PREFIX) - 1 + 2 * sizeof(out)] = '\0';
 	return result;
 }
 

@@ -132,6 +132,13 @@ COMMIT;
 SELECT v.tenant_id, v.clear
   FROM autora.pii_vault v JOIN autora.ledger l ON l.id = v.entry_id
  WHERE l.id > :mark;
+-- the digest is HMAC-SHA256 (RFC 2104) of the value's text under the vault
+-- key: recomputed here with pgcrypto
+CREATE EXTENSION pgcrypto;
+SELECT l.after->>'email' = 'hmac-sha256:' || encode(hmac(convert_to('ada@example.com', 'UTF8'), k.key, 'sha256'), 'hex')
+       AS digest_is_hmac_sha256
+  FROM autora.ledger l, autora.vault_key k WHERE l.id > :mark;
+DROP EXTENSION pgcrypto;
 
 --
 -- UPDATE: changed columns, before and after; excluded columns never appear
@@ -147,6 +154,16 @@ SELECT op, tenant_id, pk, changed, before - 'email' AS before, after - 'email' A
        before->>'email' = after->>'email' AS email_digest_stable,
        actor_id, actor_role, client_addr, request_id, user_agent, endpoint, method, db_current_user
   FROM autora.ledger WHERE id > :mark ORDER BY id;
+-- an UPDATE that leaves the PII columns alone keeps no clear value: the
+-- entry that set them (the INSERT) has it
+SELECT count(*) AS vault_rows FROM autora.pii_vault WHERE entry_id > :mark;
+-- an UPDATE of a PII column keeps its clear values before and after
+SELECT coalesce(max(id), 0) AS mark FROM autora.ledger \gset
+SET ROLE regress_cap_app;
+UPDATE dealer.deals SET email = 'ada@lovelace.example' WHERE id = 1;
+RESET ROLE;
+SELECT l.changed, before->>'email' <> after->>'email' AS email_digest_changed, v.clear
+  FROM autora.ledger l LEFT JOIN autora.pii_vault v ON v.entry_id = l.id WHERE l.id > :mark;
 -- a no-op UPDATE and an UPDATE of only an excluded column write nothing
 SELECT coalesce(max(id), 0) AS mark FROM autora.ledger \gset
 SET ROLE regress_cap_app;

@@ -308,6 +308,20 @@ AS 'MODULE_PATHNAME', 'autora_stamp_tenant' LANGUAGE C;
 CREATE FUNCTION autora.flush_entries() RETURNS trigger
 AS 'MODULE_PATHNAME', 'autora_flush_entries' LANGUAGE C;
 
+-- Backends cache tenant and actor-role lookups (src/scope.c); any change to
+-- those tables invalidates the caches, in every backend, when it commits.
+CREATE FUNCTION autora._registry_changed() RETURNS trigger
+AS 'MODULE_PATHNAME', 'autora_registry_changed' LANGUAGE C;
+CREATE TRIGGER autora_registry_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON autora.tenants
+    FOR EACH STATEMENT EXECUTE FUNCTION autora._registry_changed();
+CREATE TRIGGER autora_registry_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON autora.actor_roles
+    FOR EACH STATEMENT EXECUTE FUNCTION autora._registry_changed();
+-- also under session_replication_role = replica (logical replication, restores)
+ALTER TABLE autora.tenants ENABLE ALWAYS TRIGGER autora_registry_changed;
+ALTER TABLE autora.actor_roles ENABLE ALWAYS TRIGGER autora_registry_changed;
+
 CREATE FUNCTION autora.protect(tbl regclass, tenant_column name DEFAULT NULL,
                                pii_columns name[] DEFAULT '{}',
                                exclude_columns name[] DEFAULT '{}')

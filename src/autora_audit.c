@@ -18,6 +18,7 @@
 #include "guard.h"
 #include "ledger.h"
 #include "relinfo.h"
+#include "scope.h"
 #include "sealer.h"
 #include "writer.h"
 
@@ -107,6 +108,7 @@ _PG_init(void)
 	RelInfoInit();
 	LedgerInit();
 	WriterInit();
+	ScopeInit();
 	GuardInstallHooks();
 
 	/* shared memory and background workers only exist when preloaded */

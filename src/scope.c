@@ -20,12 +20,14 @@
 
 #include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/transam.h"
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "storage/proc.h"
@@ -36,6 +38,8 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/fmgroids.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/rel.h"
 #include "utils/relcache.h"
 #include "utils/uuid.h"
@@ -84,21 +88,118 @@ TenantsOfGroup(const char *group, bool all)
 }
 
 /*
+ * Rows of autora.tenants and autora.actor_roles found by key, kept across
+ * transactions: every set_context call looks up one of each.  A change to
+ * either table sends a relcache invalidation (autora._registry_changed()
+ * trigger), which empties the cache in every backend, this one included at
+ * the next command or on abort.  Only a row version nobody has updated,
+ * deleted or locked is kept, so a lookup under an older snapshot never keeps
+ * a value that a committed change has already replaced.
+ */
+#define REGISTRY_KEY_LEN 64
+
+typedef struct RegistryKey
+{
+	Oid			relid;
+	char		id[REGISTRY_KEY_LEN];	/* zero-padded */
+} RegistryKey;
+
+typedef struct RegistryEntry
+{
+	RegistryKey key;
+	char	   *value;			/* NULL when SQL NULL */
+} RegistryEntry;
+
+static HTAB *registry_cache = NULL;
+static MemoryContext RegistryMemory = NULL;
+static Oid	registry_relids[2];	/* the tables the cached rows come from */
+
+static void
+RegistryForget(Datum arg, Oid relid)
+{
+	if (registry_cache != NULL &&
+		(!OidIsValid(relid) || relid == registry_relids[0] || relid == registry_relids[1]))
+	{
+		hash_destroy(registry_cache);
+		registry_cache = NULL;
+		MemoryContextReset(RegistryMemory);
+		registry_relids[0] = registry_relids[1] = InvalidOid;
+	}
+}
+
+static bool
+RegistryKeyFor(Oid relid, const char *id, RegistryKey *key)
+{
+	size_t		len = strlen(id);
+
+	if (len >= REGISTRY_KEY_LEN)
+		return false;			/* long ids are simply looked up each time */
+	memset(key, 0, sizeof(*key));
+	key->relid = relid;
+	memcpy(key->id, id, len);
+	return true;
+}
+
+static void
+RegistryRemember(const RegistryKey *key, const char *value)
+{
+	RegistryEntry *e;
+	bool		found;
+
+	if (registry_cache == NULL)
+	{
+		HASHCTL		ctl;
+
+		if (RegistryMemory == NULL)
+			RegistryMemory = AllocSetContextCreate(TopMemoryContext, "autora registry cache",
+												   ALLOCSET_SMALL_SIZES);
+		ctl.keysize = sizeof(RegistryKey);
+		ctl.entrysize = sizeof(RegistryEntry);
+		ctl.hcxt = RegistryMemory;
+		registry_cache = hash_create("autora registry cache", 64, &ctl,
+									 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	if (key->relid != registry_relids[0] && key->relid != registry_relids[1])
+	{
+		if (OidIsValid(registry_relids[0]) && OidIsValid(registry_relids[1]))
+			return;				/* not a registry table: cannot happen */
+		registry_relids[OidIsValid(registry_relids[0]) ? 1 : 0] = key->relid;
+	}
+	e = hash_search(registry_cache, key, HASH_ENTER, &found);
+	e->value = value ? MemoryContextStrdup(RegistryMemory, value) : NULL;
+}
+
+/*
  * Primary-key lookup in a small autora table keyed by text: the row's
  * column valuecol as a string (NULL if SQL NULL); false when no row.
  */
 static bool
-LookupByKey(Oid relid, const char *key, AttrNumber valuecol, char **value)
+LookupByKey(Oid relid, const char *id, AttrNumber valuecol, char **value)
 {
-	Relation	rel = table_open(relid, AccessShareLock);
-	Oid			pkey = RelationGetPrimaryKeyIndex(rel);
+	RegistryKey key;
+	bool		cacheable = RegistryKeyFor(relid, id, &key);
+	Relation	rel;
+	Oid			pkey;
 	ScanKeyData skey;
 	SysScanDesc scan;
 	HeapTuple	tup;
 	bool		found = false;
 
+	if (cacheable && registry_cache != NULL)
+	{
+		RegistryEntry *e = hash_search(registry_cache, &key, HASH_FIND, NULL);
+
+		if (e != NULL)
+		{
+			*value = e->value ? pstrdup(e->value) : NULL;
+			return true;
+		}
+	}
+
+	rel = table_open(relid, AccessShareLock);
+	pkey = RelationGetPrimaryKeyIndex(rel);
 	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
-						   DEFAULT_COLLATION_OID, F_TEXTEQ, CStringGetTextDatum(key));
+						   DEFAULT_COLLATION_OID, F_TEXTEQ, CStringGetTextDatum(id));
 	scan = systable_beginscan(rel, pkey, OidIsValid(pkey), GetActiveSnapshot(), 1, &skey);
 	if (HeapTupleIsValid(tup = systable_getnext(scan)))
 	{
@@ -107,10 +208,34 @@ LookupByKey(Oid relid, const char *key, AttrNumber valuecol, char **value)
 
 		*value = isnull ? NULL : TextDatumGetCString(d);
 		found = true;
+		if (cacheable && !TransactionIdIsValid(HeapTupleHeaderGetRawXmax(tup->t_data)))
+			RegistryRemember(&key, *value);
 	}
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
 	return found;
+}
+
+/* AFTER ... FOR EACH STATEMENT trigger of autora.tenants and autora.actor_roles. */
+PG_FUNCTION_INFO_V1(autora_registry_changed);
+Datum
+autora_registry_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("_registry_changed: not called by trigger manager")));
+	/* sent at commit to every backend, and processed here at the next command */
+	CacheInvalidateRelcache(trigdata->tg_relation);
+	return PointerGetDatum(NULL);
+}
+
+void
+ScopeInit(void)
+{
+	CacheRegisterRelcacheCallback(RegistryForget, (Datum) 0);
 }
 
 bool

@@ -20,6 +20,9 @@ extern bool ActorRoleLookup(const char *role, char **scope);
  */
 extern bool TypedTenant(const char *id, Oid type, Datum *value);
 
+/* Registers the invalidation of cached tenant and actor-role lookups. */
+extern void ScopeInit(void);
+
 /* Registered tenant ids, sorted: of one group, or all of them. */
 extern List *TenantsOfGroup(const char *group, bool all);
 

@@ -6,7 +6,8 @@
 # prepared statements and PL/pgSQL plans across transactions, COPY TO / FROM,
 # settings planted for a role or database, PGOPTIONS, ALTER SYSTEM, EdDSA
 # tokens (signed with openssl) and algorithm confusion with the real public
-# key, and two concurrent sessions.  Every attack must fail; the honest path
+# key, the cached tenant and actor-role registries across sessions, and two
+# concurrent sessions.  Every attack must fail; the honest path
 # must work.
 use strict;
 use warnings;
@@ -261,6 +262,39 @@ $node->safe_psql($db, q{SELECT autora.add_tenant('iso-b', 'iso-g2', 'Store B')})
 is("$st:$out", 'ok:0', 'a store moved to another group is no longer visible to the group admin\'s next statement');
 $node->safe_psql($db, q{SELECT autora.add_tenant('iso-b', 'iso-g1', 'Store B')});
 run_sql($s, 'SELECT autora.clear_context()');
+
+# ------------------------------------------------------------ registry caches
+# Backends cache tenant and actor-role lookups across transactions; a change
+# committed elsewhere must count from the next transaction on, a rolled-back
+# one never, and a lookup under an older snapshot must not keep what it saw.
+my $group_q = q{SELECT autora.context()->>'group'};
+($st, $out) = run_sql($s, "BEGIN; SELECT autora.set_context('$tok_ga') IS NOT NULL; $group_q; COMMIT;");
+is("$st:$out", "ok:t\niso-g1", 'honest: the group admin of iso-a is in iso-g1 (and the lookup is cached)');
+$node->safe_psql($db, q{SELECT autora.add_tenant('iso-a', 'iso-g2', 'Store A')});
+($st, $out) = run_sql($s, "BEGIN; SELECT autora.set_context('$tok_ga') IS NOT NULL; $group_q; COMMIT;");
+is("$st:$out", "ok:t\niso-g2", 'a store moved to another group by another session counts at the next transaction');
+($st, $out) = run_sql($s, "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1;");
+$node->safe_psql($db, q{SELECT autora.add_tenant('iso-a', 'iso-g1', 'Store A')});
+($st, $out) = run_sql($s, "SELECT autora.set_context('$tok_ga') IS NOT NULL; $group_q; COMMIT;");
+is("$st:$out", "ok:t\niso-g2", 'a repeatable-read transaction sees the registry as of its snapshot');
+($st, $out) = run_sql($s, "BEGIN; SELECT autora.set_context('$tok_ga') IS NOT NULL; $group_q; COMMIT;");
+is("$st:$out", "ok:t\niso-g1", '... and what it saw was not kept: the next transaction sees the committed group');
+
+$node->safe_psql($db, q{INSERT INTO autora.actor_roles (role, scope) VALUES ('iso_temp', 'tenant')});
+my $tok_temp = hs256_token(jwt_claims('iso-a', 'iso_temp'));
+($st, $out) = run_sql($s, "BEGIN; SELECT autora.set_context('$tok_temp') IS NOT NULL; COMMIT;");
+is("$st:$out", "ok:t", 'honest: an actor role added by the platform is usable');
+$node->safe_psql($db, q{DELETE FROM autora.actor_roles WHERE role = 'iso_temp'});
+($st) = run_sql($s, "BEGIN; SELECT autora.set_context('$tok_temp'); COMMIT;");
+is($st, 'ZA004', 'an actor role deleted by another session is refused at the next transaction: ZA004');
+
+my $su = app_session($node, $db, connstr => $node->connstr($db));
+($st, $out) = run_sql($su, "BEGIN; SELECT autora.add_tenant('iso-tmp', 'iso-g1', 'Temp'); "
+	  . "SELECT autora.set_context_trusted('iso-tmp', 'x', 'sales') IS NOT NULL; ROLLBACK;");
+like("$st:$out", qr/^ok:.*t$/s, 'honest: a store added in a transaction is usable inside it');
+($st) = run_sql($su, "SELECT autora.set_context_trusted('iso-tmp', 'x', 'sales')");
+is($st, 'ZA004', 'a store whose registration rolled back is unknown afterwards: ZA004');
+$su->quit;
 
 # ------------------------------------------------------------ two concurrent sessions
 my $s2 = app_session($node, $db);

@@ -141,15 +141,15 @@ ContextGeneration(void)
 	return context_generation;
 }
 
-const AutoraContext *
-ContextCurrent(void)
+/*
+ * Makes parsed_context the context of jb (NULL: none) for the current
+ * generation of the setting.
+ */
+static void
+ParseContext(Jsonb *jb)
 {
 	MemoryContext old;
-	Jsonb	   *jb;
 	char	   *support;
-
-	if (parsed_generation == context_generation)
-		return &parsed_context;
 
 	if (ContextMemory == NULL)
 		ContextMemory = AllocSetContextCreate(TopMemoryContext, "autora context",
@@ -157,10 +157,9 @@ ContextCurrent(void)
 	MemoryContextReset(ContextMemory);
 	memset(&parsed_context, 0, sizeof(parsed_context));
 
-	if (context_json != NULL && context_json[0] != '\0')
+	if (jb != NULL)
 	{
 		old = MemoryContextSwitchTo(ContextMemory);
-		jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(context_json)));
 		parsed_context.present = true;
 		parsed_context.tenant = JsonbGetString(jb, "tenant");
 		parsed_context.actor = JsonbGetString(jb, "sub");
@@ -182,6 +181,19 @@ ContextCurrent(void)
 		MemoryContextSwitchTo(old);
 	}
 	parsed_generation = context_generation;
+}
+
+const AutoraContext *
+ContextCurrent(void)
+{
+	if (parsed_generation != context_generation)
+	{
+		Jsonb	   *jb = NULL;
+
+		if (context_json != NULL && context_json[0] != '\0')
+			jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(context_json)));
+		ParseContext(jb);
+	}
 	return &parsed_context;
 }
 
@@ -348,6 +360,8 @@ ContextEstablish(const char *tenant, const char *actor, const char *role,
 	json = JsonbToCString(NULL, &context->root, VARSIZE(context));
 
 	ContextInstall(json, is_local);
+	/* what was installed is at hand: no need to parse the setting back */
+	ParseContext(context);
 	return context;
 }
 

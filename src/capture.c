@@ -159,7 +159,7 @@ PushColumnValue(JsonbParseState **state, CapturedColumn *col, Datum value, bool 
 typedef struct PiiPlan
 {
 	const bool *changed;		/* by column index; NULL: every PII value */
-	char	  **digests;		/* by column index, filled by the first image */
+	char	  **digests;		/* UPDATE: by column index, filled by the before image */
 } PiiPlan;
 
 /*
@@ -187,15 +187,16 @@ RowToJsonb(RelInfo *info, const int *cols, int ncols, Datum *values, bool *nulls
 		if (col->pii && !nulls[att])
 		{
 			bool		keep = plan == NULL || plan->changed == NULL || plan->changed[ci];
+			char	  **reuse = (plan && plan->digests) ? &plan->digests[ci] : NULL;
 			char	   *clear_text = NULL;
-			char	   *digest = (plan && !keep) ? plan->digests[ci] : NULL;
+			char	   *digest = (reuse && !keep) ? *reuse : NULL;
 
 			if (digest == NULL)
 			{
 				clear_text = OutputFunctionCall(&col->output, values[att]);
 				digest = VaultDigest(clear_text);
-				if (plan)
-					plan->digests[ci] = digest;
+				if (reuse)
+					*reuse = digest;
 			}
 			PushString(&state, WJB_VALUE, digest);
 			if (clear && keep)
@@ -393,11 +394,13 @@ autora_capture_row(PG_FUNCTION_ARGS)
 		RequireSameTenant(info, TenantOfRow(info, oldv, oldn), rec.tenant_id);
 		RequireContextTenant(info, rec.tenant_id);
 		rec.changed = ChangedColumns(info, oldv, oldn, newv, newn, changed);
-		plan.changed = changed;
 		if (rec.changed == NULL && autora_skip_noop_updates)
 			return PointerGetDatum(NULL);
 		if (rec.changed == NULL)
 			rec.changed = construct_empty_array(TEXTOID);
+		plan.changed = changed;
+		/* an unchanged PII value has one digest for both images */
+		plan.digests = palloc0(sizeof(char *) * Max(info->ncolumns, 1));
 	}
 
 	rec.table_schema = info->schema;
@@ -407,7 +410,6 @@ autora_capture_row(PG_FUNCTION_ARGS)
 			: RowToJsonb(info, info->pk, info->npk, oldv, oldn, NULL, NULL, &rec.pk_text);
 
 	/* kept clear PII values go to the vault as {"before": {...}, "after": {...}} */
-	plan.digests = palloc0(sizeof(char *) * Max(info->ncolumns, 1));
 	if (KeepsPii(info, &plan))
 		pushJsonbValue(&vault, WJB_BEGIN_OBJECT, NULL);
 	if (oldtup)

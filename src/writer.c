@@ -18,6 +18,7 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/heapam.h"
 #include "access/table.h"
 #include "access/tableam.h"
@@ -36,6 +37,8 @@
 #define BUFFER_TUPLES	1000
 #define BUFFER_BYTES	(1024 * 1024)
 #define MAX_WRITERS		4
+/* a flush this large gets a bulk insert state: smaller ones do not repay it */
+#define BULK_FLUSH_TUPLES 64
 
 typedef struct LedgerWriter
 {
@@ -46,7 +49,7 @@ typedef struct LedgerWriter
 	Relation	rel;
 	ResultRelInfo *rri;
 	EState	   *estate;
-	BulkInsertState bistate;
+	BulkInsertState bistate;	/* NULL until a flush is large */
 	/* buffered tuples, in the order they were made */
 	MemoryContext tuples;
 	TupleTableSlot *slots[BUFFER_TUPLES];
@@ -69,7 +72,7 @@ WriterOpen(LedgerWriter *w)
 	w->rri = makeNode(ResultRelInfo);
 	InitResultRelInfo(w->rri, w->rel, 1, NULL, 0);
 	ExecOpenIndices(w->rri, false);
-	w->bistate = GetBulkInsertState();
+	w->bistate = NULL;
 	CurrentResourceOwner = save_owner;
 	MemoryContextSwitchTo(save_cxt);
 	w->open = true;
@@ -82,8 +85,16 @@ WriterCloseRelation(LedgerWriter *w)
 	ResourceOwner save_owner = CurrentResourceOwner;
 
 	CurrentResourceOwner = TopTransactionResourceOwner;
-	FreeBulkInsertState(w->bistate);
-	ExecCloseIndices(w->rri);
+	if (w->bistate != NULL)
+		FreeBulkInsertState(w->bistate);
+
+	/*
+	 * Index locks are kept to the end of the transaction, as the table's
+	 * (ExecCloseIndices would release each one now, a lock-table round trip
+	 * that commit makes for all of them at once).
+	 */
+	for (int i = 0; i < w->rri->ri_NumIndices; i++)
+		index_close(w->rri->ri_IndexRelationDescs[i], NoLock);
 	table_close(w->rel, NoLock);
 	FreeExecutorState(w->estate);
 	CurrentResourceOwner = save_owner;
@@ -103,6 +114,13 @@ WriterFlush(LedgerWriter *w)
 		WriterOpen(w);
 
 	CurrentResourceOwner = TopTransactionResourceOwner;
+	if (w->bistate == NULL && w->nbuffered >= BULK_FLUSH_TUPLES)
+	{
+		MemoryContext save_cxt = MemoryContextSwitchTo(TopTransactionContext);
+
+		w->bistate = GetBulkInsertState();
+		MemoryContextSwitchTo(save_cxt);
+	}
 	PG_TRY();
 	{
 		table_multi_insert(w->rel, w->slots, w->nbuffered,

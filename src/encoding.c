@@ -435,7 +435,7 @@ PutInet(StringInfo buf, Datum v)
 }
 
 void
-EntryHash(const Datum *values, const bool *nulls, char *const *jsonb_text,
+EntryHash(const Datum *values, const bool *nulls, const char *const *known_text,
 		  uint8 out[LEDGER_HASH_LEN])
 {
 	StringInfo	buf = EncodeBuffer();
@@ -448,6 +448,11 @@ EntryHash(const Datum *values, const bool *nulls, char *const *jsonb_text,
 		if (nulls[c])
 		{
 			PutNull(buf);
+			continue;
+		}
+		if (known_text != NULL && known_text[c] != NULL)
+		{
+			PutCString(buf, known_text[c]);
 			continue;
 		}
 		switch ((LedgerColumn) c)
@@ -469,10 +474,7 @@ EntryHash(const Datum *values, const bool *nulls, char *const *jsonb_text,
 			case LC_BEFORE:
 			case LC_AFTER:
 			case LC_METADATA:
-				if (jsonb_text != NULL && jsonb_text[c] != NULL)
-					PutCString(buf, jsonb_text[c]);
-				else
-					PutJsonb(buf, v);
+				PutJsonb(buf, v);
 				break;
 			case LC_CHANGED:
 				PutTextArray(buf, v);

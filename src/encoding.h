@@ -54,12 +54,13 @@ extern const char *const LedgerColumnNames[LEDGER_NCOLUMNS];
 
 /*
  * Hash of an entry from its column values (LC_HASH itself is ignored).
- * jsonb_text, when given, holds for jsonb columns their canonical text as
- * CanonicalJsonText produced it (the capture path has it already); NULL
- * slots are computed from the value.
+ * known_text, when given, holds for jsonb and inet columns the text this
+ * encoding uses (jsonb: as CanonicalJsonText produced it; inet: as inet_out
+ * prints it), which the capture path has at hand; NULL slots are computed
+ * from the value.
  */
 extern void EntryHash(const Datum *values, const bool *nulls,
-					  char *const *jsonb_text, uint8 out[LEDGER_HASH_LEN]);
+					  const char *const *known_text, uint8 out[LEDGER_HASH_LEN]);
 
 /*
  * The canonical text of a jsonb value tree (pushJsonbValue's result):

@@ -262,6 +262,40 @@ ClientAddress(void)
 	return address;
 }
 
+/*
+ * The client address of an entry as an inet value, and the text its hash
+ * covers.  A session's entries repeat one address, so the last one is kept
+ * rather than parsed and printed again for every entry.
+ */
+static Datum
+ClientInet(const char *client, const char **text)
+{
+	static char *source = NULL;
+	static Datum value;
+	static char *printed = NULL;
+
+	if (source == NULL || strcmp(source, client) != 0)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+		Datum		new_value = DirectFunctionCall1(inet_in, CStringGetDatum(client));
+		char	   *new_printed = DatumGetCString(DirectFunctionCall1(inet_out, new_value));
+		char	   *new_source = pstrdup(client);
+
+		MemoryContextSwitchTo(old);
+		if (source != NULL)
+		{
+			pfree(source);
+			pfree(DatumGetPointer(value));
+			pfree(printed);
+		}
+		source = new_source;
+		value = new_value;
+		printed = new_printed;
+	}
+	*text = printed;
+	return value;
+}
+
 /* Actor of entries written by a logical replication apply worker. */
 static const char *
 ReplicationActor(void)
@@ -285,6 +319,7 @@ LedgerAppend(const LedgerRecord *rec)
 	const AutoraContext *ctx = ContextCurrent();
 	Datum		values[LEDGER_NCOLUMNS];
 	bool		nulls[LEDGER_NCOLUMNS];
+	const char *texts[LEDGER_NCOLUMNS] = {0};
 	uint8		hash[LEDGER_HASH_LEN];
 	bytea	   *hash_datum;
 	const char *client;
@@ -328,7 +363,7 @@ LedgerAppend(const LedgerRecord *rec)
 	client = ctx->ip ? ctx->ip : ClientAddress();
 	if (client)
 	{
-		values[LC_CLIENT_ADDR] = DirectFunctionCall1(inet_in, CStringGetDatum(client));
+		values[LC_CLIENT_ADDR] = ClientInet(client, &texts[LC_CLIENT_ADDR]);
 		nulls[LC_CLIENT_ADDR] = false;
 	}
 	values[LC_APPLICATION_NAME] =
@@ -349,14 +384,10 @@ LedgerAppend(const LedgerRecord *rec)
 	if (rec->metadata)
 		values[LC_METADATA] = JsonbPGetDatum(rec->metadata), nulls[LC_METADATA] = false;
 
-	{
-		char	   *texts[LEDGER_NCOLUMNS] = {0};
-
-		texts[LC_PK] = rec->pk_text;
-		texts[LC_BEFORE] = rec->before_text;
-		texts[LC_AFTER] = rec->after_text;
-		EntryHash(values, nulls, texts, hash);
-	}
+	texts[LC_PK] = rec->pk_text;
+	texts[LC_BEFORE] = rec->before_text;
+	texts[LC_AFTER] = rec->after_text;
+	EntryHash(values, nulls, texts, hash);
 	hash_datum = palloc(VARHDRSZ + LEDGER_HASH_LEN);
 	SET_VARSIZE(hash_datum, VARHDRSZ + LEDGER_HASH_LEN);
 	memcpy(VARDATA(hash_datum), hash, LEDGER_HASH_LEN);

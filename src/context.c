@@ -48,7 +48,10 @@ static uint64 parsed_generation = 0;
 static AutoraContext parsed_context;
 static MemoryContext ContextMemory = NULL;
 
-/* keys an application may add through the extra argument / token claims */
+/*
+ * keys an application may add through the extra argument / token claims;
+ * ContextEstablish maps them to AutoraContext fields in this order
+ */
 static const char *const extra_keys[] = {"email", "ip", "ua", "endpoint", "method", "req"};
 
 static bool
@@ -141,6 +144,17 @@ ContextGeneration(void)
 	return context_generation;
 }
 
+/* Empties parsed_context and the memory its strings live in. */
+static void
+ParsedReset(void)
+{
+	if (ContextMemory == NULL)
+		ContextMemory = AllocSetContextCreate(TopMemoryContext, "autora context",
+											  ALLOCSET_SMALL_SIZES);
+	MemoryContextReset(ContextMemory);
+	memset(&parsed_context, 0, sizeof(parsed_context));
+}
+
 /*
  * Makes parsed_context the context of jb (NULL: none) for the current
  * generation of the setting.
@@ -151,12 +165,7 @@ ParseContext(Jsonb *jb)
 	MemoryContext old;
 	char	   *support;
 
-	if (ContextMemory == NULL)
-		ContextMemory = AllocSetContextCreate(TopMemoryContext, "autora context",
-											  ALLOCSET_SMALL_SIZES);
-	MemoryContextReset(ContextMemory);
-	memset(&parsed_context, 0, sizeof(parsed_context));
-
+	ParsedReset();
 	if (jb != NULL)
 	{
 		old = MemoryContextSwitchTo(ContextMemory);
@@ -180,6 +189,35 @@ ParseContext(Jsonb *jb)
 		}
 		MemoryContextSwitchTo(old);
 	}
+	parsed_generation = context_generation;
+}
+
+static char *
+KeepString(const char *s)
+{
+	return s != NULL ? MemoryContextStrdup(ContextMemory, s) : NULL;
+}
+
+/*
+ * Makes ctx, the context set_context just installed, parsed_context: what
+ * ParseContext would read back from the setting, without parsing it.
+ */
+static void
+AdoptContext(const AutoraContext *ctx)
+{
+	ParsedReset();
+	parsed_context.present = true;
+	parsed_context.tenant = KeepString(ctx->tenant);
+	parsed_context.actor = KeepString(ctx->actor);
+	parsed_context.role = KeepString(ctx->role);
+	parsed_context.scope = KeepString(ctx->scope);
+	parsed_context.group = KeepString(ctx->group);
+	parsed_context.email = KeepString(ctx->email);
+	parsed_context.ip = KeepString(ctx->ip);
+	parsed_context.user_agent = KeepString(ctx->user_agent);
+	parsed_context.endpoint = KeepString(ctx->endpoint);
+	parsed_context.method = KeepString(ctx->method);
+	parsed_context.request_id = KeepString(ctx->request_id);
 	parsed_generation = context_generation;
 }
 
@@ -269,6 +307,8 @@ ContextEstablish(const char *tenant, const char *actor, const char *role,
 	char	   *scope;
 	char	   *group = NULL;
 	char	   *json;
+	char	   *extra_values[lengthof(extra_keys)] = {0};
+	AutoraContext installed = {0};
 	int			i;
 
 	if (actor == NULL || actor[0] == '\0')
@@ -329,6 +369,7 @@ ContextEstablish(const char *tenant, const char *actor, const char *role,
 			if (strcmp(extra_keys[i], "ip") == 0)
 				RequireIpAddress(value, from_token);
 			PushKeyString(&state, extra_keys[i], value);
+			extra_values[i] = value;
 		}
 		/* a token carries other claims (exp, iss...); the trusted path is strict */
 		if (!from_token && JB_ROOT_COUNT(extra) > 0)
@@ -360,8 +401,20 @@ ContextEstablish(const char *tenant, const char *actor, const char *role,
 	json = JsonbToCString(NULL, &context->root, VARSIZE(context));
 
 	ContextInstall(json, is_local);
+
 	/* what was installed is at hand: no need to parse the setting back */
-	ParseContext(context);
+	installed.tenant = (char *) tenant;
+	installed.actor = (char *) actor;
+	installed.role = (char *) role;
+	installed.scope = scope;
+	installed.group = group;
+	installed.email = extra_values[0];
+	installed.ip = extra_values[1];
+	installed.user_agent = extra_values[2];
+	installed.endpoint = extra_values[3];
+	installed.method = extra_values[4];
+	installed.request_id = extra_values[5];
+	AdoptContext(&installed);
 	return context;
 }
 

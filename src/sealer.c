@@ -44,6 +44,7 @@
 #include "chain.h"
 #include "ledger.h"
 #include "sealer.h"
+#include "summarize.h"
 
 #define SEALER_SLOTS			64
 #define SEALER_IDLE_TIMEOUT_MS	10000	/* safety net for a missed wake-up */
@@ -391,6 +392,18 @@ SealRound(void)
 		(void) SealPending();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+
+	/* after the seal has committed: nothing here can undo it */
+	if (installed)
+	{
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pgstat_report_activity(STATE_RUNNING, "autora: summarizing ledger indexes");
+		SummarizeLedgerIndexes();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return installed;
 }

@@ -69,7 +69,7 @@ INSERT INTO tap_ops (op, sql) VALUES
     ('ALTER TABLE ledger',        $$ALTER TABLE autora.ledger ADD COLUMN note text$$),
     ('RENAME ledger',             $$ALTER TABLE autora.ledger RENAME TO ledger_old$$),
     ('DROP TABLE ledger',         $$DROP TABLE autora.ledger$$),
-    ('DROP INDEX ledger_xid_idx', $$DROP INDEX autora.ledger_xid_idx$$),
+    ('DROP INDEX ledger_id_xid_idx', $$DROP INDEX autora.ledger_id_xid_idx$$),
     ('CREATE TRIGGER on ledger',  $$CREATE TRIGGER t BEFORE INSERT ON autora.ledger
                                     FOR EACH ROW EXECUTE FUNCTION tap_noop()$$),
     ('CREATE RULE on ledger',     $$CREATE RULE r AS ON INSERT TO autora.ledger DO INSTEAD NOTHING$$),

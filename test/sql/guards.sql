@@ -129,11 +129,11 @@ DROP TABLE autora.pii_vault;
 \echo :SQLSTATE
 DROP INDEX autora.ledger_blocks_pkey;
 \echo :SQLSTATE
-DROP INDEX autora.ledger_xid_idx;
+DROP INDEX autora.ledger_id_xid_idx;
 \echo :SQLSTATE
-ALTER INDEX autora.ledger_xid_idx RENAME TO ledger_xid_idx_old;
+ALTER INDEX autora.ledger_id_xid_idx RENAME TO ledger_id_xid_idx_old;
 \echo :SQLSTATE
-ALTER INDEX autora.ledger_xid_idx SET (fillfactor = 50);
+ALTER INDEX autora.ledger_id_xid_idx SET (fillfactor = 50);
 \echo :SQLSTATE
 CREATE FUNCTION grd_swallow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
 CREATE TRIGGER grd_swallow BEFORE INSERT ON autora.ledger FOR EACH ROW EXECUTE FUNCTION grd_swallow();

@@ -37,7 +37,7 @@ SELECT c.relname, c.relkind,
    AND c.relname IN ('tenants', 'actor_roles', 'ledger', 'ledger_blocks', 'protected',
                      'protected_schemas', 'protected_tables', 'chain_status',
                      'ledger_id_seq', 'ledger_block_id_seq', 'chain_seq_platform',
-                     'ledger_xid_idx', 'ledger_blocks_pkey', 'ledger_blocks_chain_key',
+                     'ledger_id_xid_idx', 'ledger_blocks_pkey', 'ledger_blocks_chain_key',
                      'pii_vault', 'vault_key', 'keys')
  ORDER BY c.relname;
 

@@ -3,7 +3,9 @@
 # after a crash with no new writes; database-level commands (DROP DATABASE,
 # CREATE DATABASE ... TEMPLATE) are not blocked by a database's sealer;
 # databases without the extension keep no sealer; a shortage of worker slots
-# does not break writes; the sealer does not delay a fast shutdown.
+# does not break writes; the sealer does not delay a fast shutdown; the
+# sealer keeps the ledger's BRIN index summarized, so that its rounds read
+# only new entries.
 use strict;
 use warnings;
 
@@ -14,8 +16,9 @@ use Time::HiRes qw(time usleep);
 use AutoraTest;
 
 my $t_start = time();
+# autovacuum off: the BRIN summaries below must come from the sealer
 my $node = autora_node('sealer', seal_interval => '200ms',
-	conf => "max_prepared_transactions = 2\nrestart_after_crash = on\n");
+	conf => "max_prepared_transactions = 2\nrestart_after_crash = on\nautovacuum = off\n");
 
 my $all_sealed =
   'SELECT count(*) FILTER (WHERE ok IS NOT TRUE OR entries <> sealed) FROM autora.verify()';
@@ -69,6 +72,42 @@ $t0 = time();
 ok(poll($node, 's1', $all_sealed, '0', 3),
 	'entries of COMMIT PREPARED (other session) are sealed within 3 s at a 200 ms interval');
 note 'prepared entries sealed after ' . elapsed($t0) . ' s';
+
+# ---------------------------------------------------------------------------
+# BRIN summaries.  An unsummarized range matches every scan, so a seal round
+# would read it again and again; the sealer summarizes each range once it has
+# filled.  Measured as the pages a scan for the newest transaction's entries
+# reads: the newest ranges only, not the whole ledger.
+# ---------------------------------------------------------------------------
+$node->safe_psql('s1', q{
+	CREATE FUNCTION pages_read_for_newest() RETURNS bigint LANGUAGE plpgsql AS $$
+	DECLARE
+		plan json;
+		newest bigint;
+	BEGIN
+		SELECT max(xid) INTO newest FROM autora.ledger;
+		SET LOCAL enable_seqscan = off;
+		EXECUTE format('EXPLAIN (ANALYZE, FORMAT JSON) SELECT count(*) FROM autora.ledger WHERE xid >= %s',
+					   newest) INTO plan;
+		RETURN (regexp_match(plan::text, '"Lossy Heap Blocks": (\d+)'))[1]::bigint
+			 + (regexp_match(plan::text, '"Exact Heap Blocks": (\d+)'))[1]::bigint;
+	END $$;
+	BEGIN;
+	SELECT autora.set_context_trusted('101', 'alice', 'sales');
+	INSERT INTO deals (tenant_id, customer, amount)
+		SELECT '101', 'bulk customer ' || i, i FROM generate_series(1, 4000) i;
+	COMMIT;
+	BEGIN;
+	SELECT autora.set_context_trusted('101', 'alice', 'sales');
+	INSERT INTO deals (tenant_id, customer) VALUES ('101', 'newest');
+	COMMIT;});
+my $ledger_pages = $node->safe_psql('s1', q{SELECT pg_relation_size('autora.ledger') / 8192});
+cmp_ok($ledger_pages, '>', 100, "the ledger spans $ledger_pages pages, several BRIN ranges of 16");
+ok(poll($node, 's1', 'SELECT pages_read_for_newest() <= 32', 't', 5),
+	'the sealer summarizes filled BRIN ranges: finding the newest entry reads at most two ranges (with autovacuum off)');
+ok(poll($node, 's1', $all_sealed, '0', 5), 'the bulk entries are sealed');
+is($node->safe_psql('s1', q{SELECT brin_summarize_new_values('autora.ledger_id_xid_idx') <= 1}), 't',
+	'no filled range is left for brin_summarize_new_values (the partly filled newest one at most)');
 
 # ---------------------------------------------------------------------------
 # DROP DATABASE while its sealer runs.

@@ -49,10 +49,23 @@ static AutoraContext parsed_context;
 static MemoryContext ContextMemory = NULL;
 
 /*
- * keys an application may add through the extra argument / token claims;
- * ContextEstablish maps them to AutoraContext fields in this order
+ * Members of the context object, in jsonb's key order (shorter keys first,
+ * then bytewise), so that ContextJsonb builds it without sorting.
  */
-static const char *const extra_keys[] = {"email", "ip", "ua", "endpoint", "method", "req"};
+typedef enum ContextKey
+{
+	CK_IP, CK_UA, CK_REQ, CK_SUB, CK_VIA, CK_ROLE, CK_EMAIL, CK_GROUP,
+	CK_SCOPE, CK_METHOD, CK_TENANT, CK_ENDPOINT,
+	CK_COUNT
+} ContextKey;
+
+static const char *const context_keys[CK_COUNT] = {
+	"ip", "ua", "req", "sub", "via", "role", "email", "group",
+	"scope", "method", "tenant", "endpoint"
+};
+
+/* keys an application may add through the extra argument / token claims */
+static const ContextKey extra_keys[] = {CK_EMAIL, CK_IP, CK_UA, CK_ENDPOINT, CK_METHOD, CK_REQ};
 
 static bool
 ContextGucCheck(char **newval, void **extra, GucSource source)
@@ -258,27 +271,6 @@ ContextInstall(const char *json, bool is_local)
 	PG_END_TRY();
 }
 
-static void
-PushKeyString(JsonbParseState **state, const char *key, const char *value)
-{
-	JsonbValue	k;
-	JsonbValue	v;
-
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	pushJsonbValue(state, WJB_KEY, &k);
-	if (value == NULL)
-		v.type = jbvNull;
-	else
-	{
-		v.type = jbvString;
-		v.val.string.val = (char *) value;
-		v.val.string.len = strlen(value);
-	}
-	pushJsonbValue(state, WJB_VALUE, &v);
-}
-
 /* An ip claim must be an IPv4 or IPv6 address (it becomes an inet). */
 static void
 RequireIpAddress(const char *value, bool from_token)
@@ -293,6 +285,87 @@ RequireIpAddress(const char *value, bool from_token)
 			 errhint("Pass the client address, e.g. \"203.0.113.7\" or \"2001:db8::1\".")));
 }
 
+/* The context object: the claims always present, and the extras given. */
+static Jsonb *
+ContextJsonb(char *const values[CK_COUNT])
+{
+	JsonbPair	pairs[CK_COUNT];
+	JsonbValue	object;
+	int			n = 0;
+
+	for (int k = 0; k < CK_COUNT; k++)
+	{
+		bool		extra = false;
+
+		for (int i = 0; i < lengthof(extra_keys); i++)
+			extra |= (extra_keys[i] == k);
+		if (values[k] == NULL && extra)
+			continue;
+		pairs[n].key.type = jbvString;
+		pairs[n].key.val.string.val = (char *) context_keys[k];
+		pairs[n].key.val.string.len = strlen(context_keys[k]);
+		if (values[k] == NULL)
+			pairs[n].value.type = jbvNull;
+		else
+		{
+			pairs[n].value.type = jbvString;
+			pairs[n].value.val.string.val = values[k];
+			pairs[n].value.val.string.len = strlen(values[k]);
+		}
+		pairs[n].order = n;
+		n++;
+	}
+	object.type = jbvObject;
+	object.val.object.nPairs = n;
+	object.val.object.pairs = pairs;
+	return JsonbValueToJsonb(&object);
+}
+
+/*
+ * Reads the extra keys of an extra argument or a token payload, in one pass.
+ * A token carries other claims (exp, iss...); the trusted path is strict.
+ */
+static void
+ReadExtras(Jsonb *extra, bool from_token, char *values[CK_COUNT])
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	int			key = -1;
+
+	if (!JB_ROOT_IS_OBJECT(extra) || JB_ROOT_IS_SCALAR(extra))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("context extra must be a JSON object"),
+				 errhint("Pass e.g. '{\"ip\": \"203.0.113.7\", \"ua\": \"Mozilla/5.0\"}'.")));
+	it = JsonbIteratorInit(&extra->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+		{
+			key = -1;
+			for (int i = 0; i < lengthof(extra_keys); i++)
+				if (strlen(context_keys[extra_keys[i]]) == v.val.string.len &&
+					strncmp(context_keys[extra_keys[i]], v.val.string.val, v.val.string.len) == 0)
+					key = extra_keys[i];
+			if (key < 0 && !from_token)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("unknown context key \"%.*s\"", v.val.string.len, v.val.string.val),
+						 errhint("Allowed keys are email, ip, ua, endpoint, method and req.")));
+		}
+		else if (tok == WJB_VALUE && key >= 0)
+		{
+			/* strings and numbers count; null and other types are absent */
+			if (v.type == jbvString)
+				values[key] = pnstrdup(v.val.string.val, v.val.string.len);
+			else if (v.type == jbvNumeric)
+				values[key] = DatumGetCString(DirectFunctionCall1(numeric_out,
+																  NumericGetDatum(v.val.numeric)));
+		}
+	}
+}
+
 /*
  * Validates the claims and installs the context.  Shared by the token path
  * and the trusted path; returns the context as jsonb.
@@ -301,15 +374,11 @@ static Jsonb *
 ContextEstablish(const char *tenant, const char *actor, const char *role,
 				 Jsonb *extra, bool from_token, bool is_local)
 {
-	JsonbParseState *state = NULL;
-	JsonbValue *res;
+	char	   *values[CK_COUNT] = {0};
 	Jsonb	   *context;
 	char	   *scope;
 	char	   *group = NULL;
-	char	   *json;
-	char	   *extra_values[lengthof(extra_keys)] = {0};
 	AutoraContext installed = {0};
-	int			i;
 
 	if (actor == NULL || actor[0] == '\0')
 		ereport(ERROR,
@@ -345,75 +414,32 @@ ContextEstablish(const char *tenant, const char *actor, const char *role,
 	else
 		tenant = NULL;
 
-	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	PushKeyString(&state, "tenant", tenant);
-	PushKeyString(&state, "sub", actor);
-	PushKeyString(&state, "role", role);
-	PushKeyString(&state, "scope", scope);
-	PushKeyString(&state, "group", group);
-	PushKeyString(&state, "via", from_token ? "token" : "trusted");
-
 	if (extra != NULL)
-	{
-		if (!JB_ROOT_IS_OBJECT(extra) || JB_ROOT_IS_SCALAR(extra))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("context extra must be a JSON object"),
-					 errhint("Pass e.g. '{\"ip\": \"203.0.113.7\", \"ua\": \"Mozilla/5.0\"}'.")));
-		for (i = 0; i < lengthof(extra_keys); i++)
-		{
-			char	   *value = JsonbGetString(extra, extra_keys[i]);
+		ReadExtras(extra, from_token, values);
+	if (values[CK_IP] != NULL)
+		RequireIpAddress(values[CK_IP], from_token);
+	values[CK_TENANT] = (char *) tenant;
+	values[CK_SUB] = (char *) actor;
+	values[CK_ROLE] = (char *) role;
+	values[CK_SCOPE] = scope;
+	values[CK_GROUP] = group;
+	values[CK_VIA] = from_token ? "token" : "trusted";
 
-			if (value == NULL)
-				continue;
-			if (strcmp(extra_keys[i], "ip") == 0)
-				RequireIpAddress(value, from_token);
-			PushKeyString(&state, extra_keys[i], value);
-			extra_values[i] = value;
-		}
-		/* a token carries other claims (exp, iss...); the trusted path is strict */
-		if (!from_token && JB_ROOT_COUNT(extra) > 0)
-		{
-			JsonbIterator *it = JsonbIteratorInit(&extra->root);
-			JsonbValue	v;
-			JsonbIteratorToken tok;
-
-			while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-			{
-				bool		known = false;
-
-				if (tok != WJB_KEY)
-					continue;
-				for (i = 0; i < lengthof(extra_keys); i++)
-					if (strlen(extra_keys[i]) == v.val.string.len &&
-						strncmp(extra_keys[i], v.val.string.val, v.val.string.len) == 0)
-						known = true;
-				if (!known)
-					ereport(ERROR,
-							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-							 errmsg("unknown context key \"%.*s\"", v.val.string.len, v.val.string.val),
-							 errhint("Allowed keys are email, ip, ua, endpoint, method and req.")));
-			}
-		}
-	}
-	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
-	context = JsonbValueToJsonb(res);
-	json = JsonbToCString(NULL, &context->root, VARSIZE(context));
-
-	ContextInstall(json, is_local);
+	context = ContextJsonb(values);
+	ContextInstall(JsonbToCString(NULL, &context->root, VARSIZE(context)), is_local);
 
 	/* what was installed is at hand: no need to parse the setting back */
-	installed.tenant = (char *) tenant;
-	installed.actor = (char *) actor;
-	installed.role = (char *) role;
-	installed.scope = scope;
-	installed.group = group;
-	installed.email = extra_values[0];
-	installed.ip = extra_values[1];
-	installed.user_agent = extra_values[2];
-	installed.endpoint = extra_values[3];
-	installed.method = extra_values[4];
-	installed.request_id = extra_values[5];
+	installed.tenant = values[CK_TENANT];
+	installed.actor = values[CK_SUB];
+	installed.role = values[CK_ROLE];
+	installed.scope = values[CK_SCOPE];
+	installed.group = values[CK_GROUP];
+	installed.email = values[CK_EMAIL];
+	installed.ip = values[CK_IP];
+	installed.user_agent = values[CK_UA];
+	installed.endpoint = values[CK_ENDPOINT];
+	installed.method = values[CK_METHOD];
+	installed.request_id = values[CK_REQ];
 	AdoptContext(&installed);
 	return context;
 }
@@ -483,7 +509,7 @@ autora_set_context(PG_FUNCTION_ARGS)
 				 errhint("Pass the signed token the application received for this request.")));
 	payload = TokenVerify(text_to_cstring(PG_GETARG_TEXT_PP(0)));
 	for (int i = 0; i < lengthof(extra_keys); i++)
-		(void) TokenClaim(payload, extra_keys[i]);
+		(void) TokenClaim(payload, context_keys[extra_keys[i]]);
 	context = ContextEstablish(TokenClaim(payload, "tenant"),
 							   TokenClaim(payload, "sub"),
 							   TokenClaim(payload, "role"),

@@ -99,6 +99,23 @@ SELECT op, tenant_id, event, entity_type, entity_id, metadata,
   FROM autora.ledger WHERE id > :mark ORDER BY id;
 
 --
+-- The context set_context_trusted returns and installs: every member can be
+-- read (the object is built in jsonb's key order, not sorted), and the
+-- setting holds its text
+--
+BEGIN;
+SET LOCAL ROLE regress_cap_app;
+SELECT ctx::text AS context, ctx = ctx::text::jsonb AS same_when_reparsed,
+       current_setting('autora.context') = ctx::text AS setting_holds_it,
+       ARRAY[ctx->>'ip', ctx->>'ua', ctx->>'req', ctx->>'sub', ctx->>'via', ctx->>'role',
+             ctx->>'email', ctx->>'group', ctx->>'scope', ctx->>'method', ctx->>'tenant',
+             ctx->>'endpoint'] AS members
+  FROM autora.set_context_trusted('101', 'u-alice', 'sales',
+         '{"ip": "203.0.113.7", "ua": "Mozilla/5.0 (DealerApp)", "endpoint": "/api/deals",
+           "method": "POST", "req": 1001, "email": "alice@mainst.example"}') AS ctx \gx
+ROLLBACK;
+
+--
 -- INSERT, with the tenant stamped from the context
 --
 SELECT coalesce(max(id), 0) AS mark FROM autora.ledger \gset

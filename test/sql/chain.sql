@@ -109,6 +109,28 @@ SELECT autora.set_context_trusted('chain_a', 'u-a', 'sales') IS NOT NULL AS cont
 INSERT INTO ch_orders (id, amount) VALUES (4, 40);
 ROLLBACK;
 
+-- every kind of column value in a row image (jsonb and json, nested and
+-- escaped, a raw scalar, arrays, a composite, floats, NaN, booleans, a
+-- timestamp, a type without a JSON form): the image is to_jsonb() of the row
+-- (timestamps in UTC), and verify below hashes it as the writer did
+CREATE TYPE ch_dims AS (len numeric, note text);
+CREATE TABLE ch_specs (id integer PRIMARY KEY, tenant_id text, spec jsonb, raw json, dims ch_dims,
+                       ok boolean, ratio float8, at timestamptz, price numeric, loc point);
+SELECT autora.protect('ch_specs');
+BEGIN;
+SELECT autora.set_context_trusted('chain_b', 'u-b', 'sales') IS NOT NULL AS context_set;
+INSERT INTO ch_specs VALUES
+  (1, 'chain_b', '{"b": [1, {"c": "x\"y"}], "a": null, "": 1.50}', '{"z": 1, "a": [true]}',
+   ROW(4.5, 'wide "load"'), true, 0.1, '2024-02-29 12:00:00+05', 'NaN', '(1,2)'),
+  (2, 'chain_b', '"scalar"', '3', NULL, false, 'Infinity', NULL, 12.30, NULL);
+COMMIT;
+BEGIN;
+SET LOCAL TimeZone = 'UTC';
+SELECT s.id, l.after = to_jsonb(s) AS image_is_to_jsonb, l.after->'spec' AS spec
+  FROM autora.ledger l JOIN ch_specs s ON (l.pk->>'id')::int = s.id
+ WHERE l.table_name = 'ch_specs' ORDER BY s.id;
+COMMIT;
+
 SELECT autora.seal() >= 0 AS sealed;
 
 -- every tenant's chain verifies, the platform chain (tenant_id NULL) comes last;

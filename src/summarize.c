@@ -67,7 +67,9 @@ SummarizeFilledRanges(Oid heapoid)
 	/* VACUUM, which summarizes too, or an index build holds it: next round */
 	if (!ConditionalLockRelationOid(heapoid, ShareUpdateExclusiveLock))
 		return;
-	heap = table_open(heapoid, NoLock);
+	/* dropped since the round looked the relations up (DROP EXTENSION) */
+	if ((heap = try_table_open(heapoid, NoLock)) == NULL)
+		return;
 	nblocks = RelationGetNumberOfBlocks(heap);
 	indexes = RelationGetIndexList(heap);
 	foreach(lc, indexes)

@@ -485,6 +485,15 @@ SELECT op, tenant_id, event, entity_id, metadata FROM autora.ledger WHERE id > :
 
 SELECT autora.clear_context();
 
+-- ANALYZE keeps statistics on the columns queries filter by, and none on the
+-- images, their context or hashes, which no plan uses
+ANALYZE autora.ledger, autora.pii_vault;
+SELECT tablename, attname FROM pg_stats
+ WHERE schemaname = 'autora' AND tablename IN ('ledger', 'pii_vault')
+   AND attname IN ('pk', 'before', 'after', 'changed', 'metadata', 'hash', 'clear',
+                   'tenant_id', 'table_name')
+ ORDER BY tablename, attname;
+
 -- clean up: protected tables are dropped only after unprotect (which is
 -- recorded); the ledger keeps every entry
 SELECT count(*) AS unprotected

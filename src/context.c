@@ -157,54 +157,6 @@ ContextGeneration(void)
 	return context_generation;
 }
 
-/* Empties parsed_context and the memory its strings live in. */
-static void
-ParsedReset(void)
-{
-	if (ContextMemory == NULL)
-		ContextMemory = AllocSetContextCreate(TopMemoryContext, "autora context",
-											  ALLOCSET_SMALL_SIZES);
-	MemoryContextReset(ContextMemory);
-	memset(&parsed_context, 0, sizeof(parsed_context));
-}
-
-/*
- * Makes parsed_context the context of jb (NULL: none) for the current
- * generation of the setting.
- */
-static void
-ParseContext(Jsonb *jb)
-{
-	MemoryContext old;
-	char	   *support;
-
-	ParsedReset();
-	if (jb != NULL)
-	{
-		old = MemoryContextSwitchTo(ContextMemory);
-		parsed_context.present = true;
-		parsed_context.tenant = JsonbGetString(jb, "tenant");
-		parsed_context.actor = JsonbGetString(jb, "sub");
-		parsed_context.role = JsonbGetString(jb, "role");
-		parsed_context.scope = JsonbGetString(jb, "scope");
-		parsed_context.group = JsonbGetString(jb, "group");
-		parsed_context.email = JsonbGetString(jb, "email");
-		parsed_context.ip = JsonbGetString(jb, "ip");
-		parsed_context.user_agent = JsonbGetString(jb, "ua");
-		parsed_context.endpoint = JsonbGetString(jb, "endpoint");
-		parsed_context.method = JsonbGetString(jb, "method");
-		parsed_context.request_id = JsonbGetString(jb, "req");
-		support = JsonbGetString(jb, "support_session");
-		if (support != NULL)
-		{
-			parsed_context.has_support_session = true;
-			parsed_context.support_session = pg_strtoint64(support);
-		}
-		MemoryContextSwitchTo(old);
-	}
-	parsed_generation = context_generation;
-}
-
 static char *
 KeepString(const char *s)
 {
@@ -212,26 +164,59 @@ KeepString(const char *s)
 }
 
 /*
- * Makes ctx, the context set_context just installed, parsed_context: what
- * ParseContext would read back from the setting, without parsing it.
+ * Makes parsed_context the context with these members (NULL: absent), or
+ * no context at all, for the current generation of the setting.
  */
 static void
-AdoptContext(const AutoraContext *ctx)
+AdoptContext(char *const values[CK_COUNT])
 {
-	ParsedReset();
-	parsed_context.present = true;
-	parsed_context.tenant = KeepString(ctx->tenant);
-	parsed_context.actor = KeepString(ctx->actor);
-	parsed_context.role = KeepString(ctx->role);
-	parsed_context.scope = KeepString(ctx->scope);
-	parsed_context.group = KeepString(ctx->group);
-	parsed_context.email = KeepString(ctx->email);
-	parsed_context.ip = KeepString(ctx->ip);
-	parsed_context.user_agent = KeepString(ctx->user_agent);
-	parsed_context.endpoint = KeepString(ctx->endpoint);
-	parsed_context.method = KeepString(ctx->method);
-	parsed_context.request_id = KeepString(ctx->request_id);
+	if (ContextMemory == NULL)
+		ContextMemory = AllocSetContextCreate(TopMemoryContext, "autora context",
+											  ALLOCSET_SMALL_SIZES);
+	MemoryContextReset(ContextMemory);
+	memset(&parsed_context, 0, sizeof(parsed_context));
+	if (values != NULL)
+	{
+		parsed_context.present = true;
+		parsed_context.tenant = KeepString(values[CK_TENANT]);
+		parsed_context.actor = KeepString(values[CK_SUB]);
+		parsed_context.role = KeepString(values[CK_ROLE]);
+		parsed_context.scope = KeepString(values[CK_SCOPE]);
+		parsed_context.group = KeepString(values[CK_GROUP]);
+		parsed_context.email = KeepString(values[CK_EMAIL]);
+		parsed_context.ip = KeepString(values[CK_IP]);
+		parsed_context.user_agent = KeepString(values[CK_UA]);
+		parsed_context.endpoint = KeepString(values[CK_ENDPOINT]);
+		parsed_context.method = KeepString(values[CK_METHOD]);
+		parsed_context.request_id = KeepString(values[CK_REQ]);
+	}
 	parsed_generation = context_generation;
+}
+
+/*
+ * Makes parsed_context the context of jb (NULL: none), the setting read
+ * back (after a ROLLBACK, in a parallel worker...).
+ */
+static void
+ParseContext(Jsonb *jb)
+{
+	char	   *values[CK_COUNT];
+	char	   *support;
+
+	if (jb == NULL)
+	{
+		AdoptContext(NULL);
+		return;
+	}
+	for (int k = 0; k < CK_COUNT; k++)
+		values[k] = JsonbGetString(jb, context_keys[k]);
+	AdoptContext(values);
+	support = JsonbGetString(jb, "support_session");
+	if (support != NULL)
+	{
+		parsed_context.has_support_session = true;
+		parsed_context.support_session = pg_strtoint64(support);
+	}
 }
 
 const AutoraContext *
@@ -378,7 +363,6 @@ ContextEstablish(const char *tenant, const char *actor, const char *role,
 	Jsonb	   *context;
 	char	   *scope;
 	char	   *group = NULL;
-	AutoraContext installed = {0};
 
 	if (actor == NULL || actor[0] == '\0')
 		ereport(ERROR,
@@ -429,18 +413,7 @@ ContextEstablish(const char *tenant, const char *actor, const char *role,
 	ContextInstall(JsonbToCString(NULL, &context->root, VARSIZE(context)), is_local);
 
 	/* what was installed is at hand: no need to parse the setting back */
-	installed.tenant = values[CK_TENANT];
-	installed.actor = values[CK_SUB];
-	installed.role = values[CK_ROLE];
-	installed.scope = values[CK_SCOPE];
-	installed.group = values[CK_GROUP];
-	installed.email = values[CK_EMAIL];
-	installed.ip = values[CK_IP];
-	installed.user_agent = values[CK_UA];
-	installed.endpoint = values[CK_ENDPOINT];
-	installed.method = values[CK_METHOD];
-	installed.request_id = values[CK_REQ];
-	AdoptContext(&installed);
+	AdoptContext(values);
 	return context;
 }
 

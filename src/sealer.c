@@ -378,31 +378,41 @@ SealerSleep(long ms)
 	}
 }
 
+/* A transaction of the worker, with a snapshot, shown as activity. */
+static void
+BeginWork(const char *activity)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, activity);
+}
+
+static void
+EndWork(void)
+{
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
 static bool
 SealRound(void)
 {
 	bool		installed;
+	int64		sealed = 0;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, "autora: sealing ledger entries");
+	BeginWork("autora: sealing ledger entries");
 	installed = LedgerGetOids(true) != NULL;
 	if (installed)
-		(void) SealPending();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+		sealed = SealPending();
+	EndWork();
 
 	/* after the seal has committed: nothing here can undo it */
-	if (installed)
+	if (sealed > 0)
 	{
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		pgstat_report_activity(STATE_RUNNING, "autora: summarizing ledger indexes");
+		BeginWork("autora: summarizing ledger indexes");
 		SummarizeLedgerIndexes();
-		PopActiveSnapshot();
-		CommitTransactionCommand();
+		EndWork();
 	}
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return installed;

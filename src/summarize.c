@@ -8,10 +8,10 @@
  * filled range for autovacuum, whose queue holds 256 of them, and under
  * sustained writes it overflows, logs every lost request and leaves those
  * ranges unsummarized until the next VACUUM, each one read again by every
- * seal round.  So the indexes have autosummarize off and the sealer, which
- * has just read the pages, summarizes every range that has filled up since
- * its last round.  The newest, partly filled range is left alone: writers
- * then add to it without updating a summary.
+ * seal round.  So the indexes have autosummarize off and the sealer, after
+ * each round that sealed entries, summarizes every range that has filled up
+ * since.  The newest, partly filled range is left alone: writers then add to
+ * it without updating a summary.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"

@@ -90,6 +90,10 @@ typedef struct VerifyState
 	bool		entries_sorted; /* the scan met them in id order */
 	int64		nentries;
 	int64		maxentries;
+	int64		min_id;
+	int64		max_id;
+	int32	   *by_id;			/* entries[by_id[id - min_id]], -1 for none;
+								 * NULL: entries are sorted by id instead */
 	SealHorizon last;			/* horizon of the last seal round */
 	int64		last_block_id;
 	bool		last_intact;	/* that block hashes to its block_hash */
@@ -191,6 +195,8 @@ ScanEntries(VerifyState *vs, Relation ledger, Snapshot snap)
 	int64		last_id = PG_INT64_MIN;
 
 	vs->entries_sorted = true;
+	vs->min_id = PG_INT64_MAX;
+	vs->max_id = PG_INT64_MIN;
 	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
 	{
 		Datum	   *values;
@@ -233,6 +239,8 @@ ScanEntries(VerifyState *vs, Relation ledger, Snapshot snap)
 		if (e->id <= last_id)
 			vs->entries_sorted = false;
 		last_id = e->id;
+		vs->min_id = Min(vs->min_id, e->id);
+		vs->max_id = Max(vs->max_id, e->id);
 
 		MemoryContextSwitchTo(per_tuple);
 		EntryHash(values, nulls, NULL, e->hash);
@@ -339,8 +347,62 @@ FindEntry(VerifyState *vs, int64 id)
 {
 	EntryInfo	key;
 
+	if (vs->by_id != NULL)
+	{
+		int32		i;
+
+		if (id < vs->min_id || id > vs->max_id)
+			return NULL;
+		i = vs->by_id[(uint64) id - (uint64) vs->min_id];
+		return i < 0 ? NULL : &vs->entries[i];
+	}
 	key.id = id;
 	return bsearch(&key, vs->entries, vs->nentries, sizeof(EntryInfo), CompareEntryIds);
+}
+
+static void
+FailDuplicate(VerifyState *vs, const EntryInfo *e)
+{
+	Fail(&vs->reports[e->tenant], e->id, "entry id %lld appears more than once", (long long) e->id);
+}
+
+/*
+ * Makes entries findable by id, and fails ids seen twice (ids come from a
+ * sequence: one seen twice means a row was copied in).  Ids are nearly
+ * dense, so a table indexed by id - min_id finds an entry in one step
+ * without sorting; when the range is sparse (one tenant's entries among
+ * many, or a forged far-away id) the entries are sorted by id instead, so
+ * that memory stays proportional to the entries.
+ */
+static void
+IndexEntries(VerifyState *vs)
+{
+	uint64		range;
+
+	if (vs->nentries == 0)
+		return;
+	range = (uint64) vs->max_id - (uint64) vs->min_id + 1;
+	if (range == 0 || range > (uint64) vs->nentries * 16 + 65536 ||
+		vs->nentries > PG_INT32_MAX)
+	{
+		if (!vs->entries_sorted)
+			qsort(vs->entries, vs->nentries, sizeof(EntryInfo), CompareEntryIds);
+		for (int64 i = 1; i < vs->nentries; i++)
+			if (vs->entries[i].id == vs->entries[i - 1].id)
+				FailDuplicate(vs, &vs->entries[i]);
+		return;
+	}
+	vs->by_id = palloc_extended(sizeof(int32) * range, MCXT_ALLOC_HUGE);
+	memset(vs->by_id, 0xff, sizeof(int32) * range);
+	for (int64 i = 0; i < vs->nentries; i++)
+	{
+		int32	   *slot = &vs->by_id[(uint64) vs->entries[i].id - (uint64) vs->min_id];
+
+		if (*slot >= 0)
+			FailDuplicate(vs, &vs->entries[i]);
+		else
+			*slot = (int32) i;
+	}
 }
 
 /* Checks one block's header, Merkle root and entries. */
@@ -450,16 +512,6 @@ CheckChain(VerifyState *vs, int32 tenant)
 	}
 }
 
-/* Ids come from a sequence; one seen twice means a row was copied in. */
-static void
-CheckUniqueIds(VerifyState *vs)
-{
-	for (int64 i = 1; i < vs->nentries; i++)
-		if (vs->entries[i].id == vs->entries[i - 1].id)
-			Fail(&vs->reports[vs->entries[i].tenant], vs->entries[i].id,
-				 "entry id %lld appears more than once", (long long) vs->entries[i].id);
-}
-
 /* Entries no block holds: pending, or added after the sealer passed. */
 static void
 CheckUnsealed(VerifyState *vs)
@@ -553,8 +605,6 @@ autora_verify(PG_FUNCTION_ARGS)
 	blocks = table_open(oids->blocks, AccessShareLock);
 	ledger = table_open(oids->ledger, AccessShareLock);
 	ScanEntries(&vs, ledger, snap);
-	if (!vs.entries_sorted)
-		qsort(vs.entries, vs.nentries, sizeof(EntryInfo), CompareEntryIds);
 	ScanBlocks(&vs, blocks, snap);
 	table_close(ledger, AccessShareLock);
 	table_close(blocks, AccessShareLock);
@@ -566,7 +616,7 @@ autora_verify(PG_FUNCTION_ARGS)
 				 errmsg("unknown tenant \"%s\"", vs.only),
 				 errhint("See autora.tenants for the registered tenants.")));
 
-	CheckUniqueIds(&vs);
+	IndexEntries(&vs);
 	for (int i = 0; i < vs.nreports; i++)
 		CheckChain(&vs, i);
 	CheckUnsealed(&vs);

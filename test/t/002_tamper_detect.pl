@@ -113,7 +113,7 @@ sub verify
 # Build and seal every case.
 # ---------------------------------------------------------------------------
 my @cases = qw(edit deleted merkle prevhash blockgone forged horizon swapped rehashed reordered
-  columns blockcols);
+  duplicate farforged farduplicate columns blockcols);
 my @column_tenants = map { sprintf('col%02d', $_) } 1 .. 32;
 my @block_tenants = map { sprintf('blk%02d', $_) } 1 .. 20;
 for my $db (@cases)
@@ -160,6 +160,12 @@ $target{forged} = $node->safe_psql('forged',
 	"SELECT max(id) + 100 FROM autora.ledger");
 $target{horizon} = $node->safe_psql('horizon',
 	"SELECT max(id) + 100 FROM autora.ledger");
+$target{duplicate} = (entry_ids('duplicate', '101'))[1];
+# far beyond the ids in use: verify finds entries by sorting, not by a table
+# indexed by id, when ids are this sparse
+$target{farforged} = $node->safe_psql('farforged',
+	"SELECT max(id) + 1000000000 FROM autora.ledger");
+$target{farduplicate} = (entry_ids('farduplicate', '101'))[1];
 is($node->safe_psql('horizon',
 		'SELECT tenant_id FROM autora.ledger_blocks ORDER BY block_id DESC LIMIT 1'),
 	'102', 'horizon: the last block sealed belongs to tenant 102');
@@ -261,6 +267,25 @@ $node->stop('immediate');
 $node->adjust_conf('postgresql.conf', 'shared_preload_libraries', "''");
 $node->start;
 
+# SQL that adds a copy of tenant 101's first INSERT entry under id $id,
+# with a hash consistent with its fields
+sub forge_copy
+{
+	my ($id) = @_;
+	return (
+		qq{INSERT INTO autora.ledger
+		   SELECT * FROM jsonb_populate_record(NULL::autora.ledger,
+		     (SELECT to_jsonb(l) || jsonb_build_object('id', $id)
+		        FROM autora.ledger l WHERE tenant_id = '101' AND op = 'INSERT' ORDER BY id LIMIT 1))},
+		"UPDATE autora.ledger l SET hash = public.t_entry_hash(l) WHERE id = $id");
+}
+
+sub copy_entry
+{
+	my ($id) = @_;
+	return "INSERT INTO autora.ledger SELECT * FROM autora.ledger WHERE id = $id";
+}
+
 my %tamper = (
 	edit => [
 		"UPDATE autora.ledger SET after = jsonb_set(after, '{amount}', '999'), actor_id = 'mallory' WHERE id = $target{edit}"
@@ -274,12 +299,13 @@ my %tamper = (
 	],
 	blockgone => ["DELETE FROM autora.ledger_blocks WHERE tenant_id = '101' AND block_no = 2"],
 	# a copy of a sealed entry under a new id, with a self-consistent hash
-	forged => [
-		qq{INSERT INTO autora.ledger
-		   SELECT * FROM jsonb_populate_record(NULL::autora.ledger,
-		     (SELECT to_jsonb(l) || jsonb_build_object('id', $target{forged})
-		        FROM autora.ledger l WHERE tenant_id = '101' AND op = 'INSERT' ORDER BY id LIMIT 1))},
-		"UPDATE autora.ledger l SET hash = public.t_entry_hash(l) WHERE id = $target{forged}"
+	forged => [ forge_copy($target{forged}) ],
+	# an exact copy of a sealed entry, its id included
+	duplicate => [ copy_entry($target{duplicate}) ],
+	farforged => [ forge_copy($target{farforged}) ],
+	farduplicate => [
+		copy_entry($target{farduplicate}),
+		forge_copy($node->safe_psql('farduplicate', "SELECT max(id) + 1000000000 FROM autora.ledger"))
 	],
 	swapped => [
 		qq{UPDATE autora.ledger l SET hash = o.hash
@@ -367,6 +393,13 @@ detected('prevhash', $target{prevhash}, qr/block 2\b/, "block 2's prev_hash chan
 detected('blockgone', $target{blockgone}, qr/block 2\b/, 'block 2 of 3 deleted');
 detected('forged', $target{forged}, qr/\b$target{forged}\b/,
 	'an entry inserted after sealing, with a consistent hash');
+detected('duplicate', $target{duplicate}, qr/entry id $target{duplicate} appears more than once/,
+	'a sealed entry copied, id and all');
+detected('farforged', $target{farforged}, qr/\b$target{farforged}\b/,
+	'an entry inserted after sealing under a far-away id');
+detected('farduplicate', $target{farduplicate},
+	qr/entry id $target{farduplicate} appears more than once/,
+	'a sealed entry copied, id and all, and another under a far-away id');
 detected('swapped', $target{swapped}[0], qr/\b$target{swapped}[0]\b/,
 	'hashes of two entries swapped');
 detected('rehashed', $target{rehashed}, qr/\b$target{rehashed}\b/,

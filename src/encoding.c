@@ -145,7 +145,7 @@ EmitChar(StringInfo out, char c)
 
 /* --- framing: NULL is 0x00; a value is 0x01, u32 big-endian length, bytes --- */
 
-static void
+static inline void
 PutUint32(StringInfo buf, uint32 v)
 {
 	uint32		be = pg_hton32(v);
@@ -153,13 +153,13 @@ PutUint32(StringInfo buf, uint32 v)
 	Emit(buf, (char *) &be, 4);
 }
 
-static void
+static inline void
 PutNull(StringInfo buf)
 {
 	EmitChar(buf, 0);
 }
 
-static void
+static inline void
 PutBytes(StringInfo buf, const void *data, uint32 len)
 {
 	EmitChar(buf, 1);
@@ -167,7 +167,7 @@ PutBytes(StringInfo buf, const void *data, uint32 len)
 	Emit(buf, data, len);
 }
 
-static void
+static inline void
 PutInt64(StringInfo buf, int64 v)
 {
 	uint64		be = pg_hton64((uint64) v);
@@ -184,7 +184,7 @@ PutCString(StringInfo buf, const char *s)
 		PutBytes(buf, s, strlen(s));
 }
 
-static void
+static inline void
 PutText(StringInfo buf, Datum v)
 {
 	text	   *t = DatumGetTextPP(v);
@@ -428,10 +428,29 @@ PutTextArray(StringInfo buf, Datum v)
 	}
 }
 
+/* Entries come in runs from one client: each address is printed once. */
 static void
 PutInet(StringInfo buf, Datum v)
 {
-	PutCString(buf, DatumGetCString(DirectFunctionCall1(inet_out, v)));
+	static inet *last_addr = NULL;
+	static char *last_text = NULL;
+	inet	   *addr = DatumGetInetPP(v);
+
+	if (last_addr == NULL || VARSIZE_ANY(addr) != VARSIZE_ANY(last_addr) ||
+		memcmp(addr, last_addr, VARSIZE_ANY(addr)) != 0)
+	{
+		char	   *text = DatumGetCString(DirectFunctionCall1(inet_out, PointerGetDatum(addr)));
+
+		if (last_addr != NULL)
+		{
+			pfree(last_addr);
+			pfree(last_text);
+		}
+		last_addr = MemoryContextAlloc(TopMemoryContext, VARSIZE_ANY(addr));
+		memcpy(last_addr, addr, VARSIZE_ANY(addr));
+		last_text = MemoryContextStrdup(TopMemoryContext, text);
+	}
+	PutCString(buf, last_text);
 }
 
 void

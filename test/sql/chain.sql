@@ -117,8 +117,10 @@ CREATE TYPE ch_dims AS (len numeric, note text);
 CREATE TABLE ch_specs (id integer PRIMARY KEY, tenant_id text, spec jsonb, raw json, dims ch_dims,
                        ok boolean, ratio float8, at timestamptz, price numeric, loc point);
 SELECT autora.protect('ch_specs');
+-- (and a client address other than the one of chain_b's entries before:
+-- verify prints each address once per run of entries from it)
 BEGIN;
-SELECT autora.set_context_trusted('chain_b', 'u-b', 'sales') IS NOT NULL AS context_set;
+SELECT autora.set_context_trusted('chain_b', 'u-b', 'sales', '{"ip": "2001:db8::7"}') IS NOT NULL AS context_set;
 INSERT INTO ch_specs VALUES
   (1, 'chain_b', '{"b": [1, {"c": "x\"y"}], "a": null, "": 1.50}', '{"z": 1, "a": [true]}',
    ROW(4.5, 'wide "load"'), true, 0.1, '2024-02-29 12:00:00+05', 'NaN', '(1,2)'),

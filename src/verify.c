@@ -4,11 +4,14 @@
  *	  root and hash, and every chain link, per tenant, and names the first
  *	  entry that fails.
  *
- * One sequential pass over the ledger hashes each entry from its stored
- * fields; one pass over the blocks collects the chains.  Entries that no
- * block holds are pending when their transaction was still running at the
- * last seal round, and a failure otherwise (the sealer would have sealed
- * them: such an entry was added behind the sealer's back).
+ * One pass over the blocks collects the chains and what they record of
+ * each entry; one sequential pass over the ledger then hashes each entry
+ * from its stored fields and compares it with that record at once, so that
+ * memory holds the blocks' records plus a few bytes per entry, not every
+ * recomputed hash.  Entries that no block holds are pending when their
+ * transaction was still running at the last seal round, and a failure
+ * otherwise (the sealer would have sealed them: such an entry was added
+ * behind the sealer's back).
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -33,16 +36,6 @@
 #include "ledger.h"
 #include "writer.h"
 
-typedef struct EntryInfo
-{
-	int64		id;
-	uint64		xid;
-	int32		tenant;			/* index into the reports */
-	bool		stored_ok;		/* recomputed hash equals the stored hash */
-	bool		in_block;
-	uint8		hash[LEDGER_HASH_LEN];	/* recomputed */
-} EntryInfo;
-
 typedef struct BlockInfo
 {
 	int64		block_id;
@@ -59,7 +52,40 @@ typedef struct BlockInfo
 	bytea	   *prev_hash;
 	bytea	   *block_hash;
 	SealHorizon horizon;
+	int32		tenant;			/* index into the reports */
+	int64		first_slot;		/* its entry list's slots; -1: none (unusable) */
+	bool		unreadable;		/* NULL fields: only block_no and first_entry kept */
 } BlockInfo;
+
+/* What the ledger scan found for one position of a block's entry list. */
+#define SLOT_FOUND			0x01	/* an entry of the block's tenant has this id */
+#define SLOT_STORED_OK		0x02	/* its fields hash to its stored hash */
+#define SLOT_MATCHES		0x04	/* they hash to the hash the block recorded */
+#define SLOT_LISTED_TWICE	0x08	/* an earlier slot lists the same id */
+#define SLOT_IN_PROGRESS	0x10	/* its transaction was running at the seal */
+
+typedef struct SlotState
+{
+	int32		block;			/* index into the blocks */
+	uint8		flags;
+} SlotState;
+
+/*
+ * An entry the scan met that has no slot: one that no block lists (or that
+ * another tenant's block lists), or a second entry with a slot's id.
+ */
+typedef struct EntryRef
+{
+	int64		id;
+	uint64		xid;
+	int32		tenant;
+} EntryRef;
+
+typedef struct SlotKey
+{
+	int64		id;
+	int64		slot;
+} SlotKey;
 
 typedef struct TenantReport
 {
@@ -86,14 +112,23 @@ typedef struct VerifyState
 	TenantReport *reports;
 	int			nreports;
 	int			maxreports;
-	EntryInfo  *entries;
-	bool		entries_sorted; /* the scan met them in id order */
-	int64		nentries;
-	int64		maxentries;
+	/* the wanted chains' blocks, in scan order, and their entry lists' slots */
+	BlockInfo **blocks;
+	int			nblocks;
+	int			maxblocks;
+	SlotState  *slots;
+	int64		nslots;
+	/* slot of an id: by_id[id - min_id] (-1: none), or a search of keys */
 	int64		min_id;
 	int64		max_id;
-	int32	   *by_id;			/* entries[by_id[id - min_id]], -1 for none;
-								 * NULL: entries are sorted by id instead */
+	int32	   *by_id;
+	SlotKey    *keys;
+	int64		nkeys;
+	/* entries in no slot, and ids the scan met twice */
+	EntryRef   *unsealed;
+	int64		nunsealed;
+	int64		maxunsealed;
+	List	   *duplicates;		/* of EntryRef, in the order met */
 	SealHorizon last;			/* horizon of the last seal round */
 	int64		last_block_id;
 	bool		last_intact;	/* that block hashes to its block_hash */
@@ -182,7 +217,276 @@ SameTenant(const char *known, bool isnull, Datum value)
 		memcmp(VARDATA_ANY(t), known, VARSIZE_ANY_EXHDR(t)) == 0;
 }
 
-/* Pass 1: hash every entry from its stored fields. */
+static bytea *
+CopyBytea(Datum d)
+{
+	return DatumGetByteaPCopy(d);
+}
+
+static bool
+Int8ArrayReadable(Datum d)
+{
+	ArrayType  *a = DatumGetArrayTypeP(d);
+
+	return ARR_ELEMTYPE(a) == INT8OID && !array_contains_nulls(a);
+}
+
+/*
+ * Whether a block row can be read at all: only tenant_id may be NULL, and its
+ * arrays hold bigints, no NULLs.  The table says so, but whoever can edit the
+ * ledger can change the table too.
+ */
+static bool
+BlockRowReadable(const Datum *values, const bool *nulls)
+{
+	for (int c = 0; c < BLOCK_NCOLUMNS; c++)
+		if (nulls[c] && c != BC_TENANT_ID)
+			return false;
+	return Int8ArrayReadable(values[BC_ENTRY_IDS]) && Int8ArrayReadable(values[BC_SEAL_XIP]);
+}
+
+/* Pass 1: collect the blocks of the wanted chains and the last horizon. */
+static void
+ScanBlocks(VerifyState *vs, Relation blocks, Snapshot snap)
+{
+	TupleTableSlot *slot = table_slot_create(blocks, NULL);
+	TableScanDesc scan = table_beginscan(blocks, snap, 0, NULL);
+
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		Datum	   *values;
+		bool	   *nulls;
+		BlockInfo  *b;
+		char	   *tenant;
+		ArrayType  *ids;
+		int64		block_id;
+		bool		readable;
+
+		CHECK_FOR_INTERRUPTS();
+		slot_getallattrs(slot);
+		values = slot->tts_values;
+		nulls = slot->tts_isnull;
+
+		readable = BlockRowReadable(values, nulls);
+		block_id = nulls[BC_BLOCK_ID] ? PG_INT64_MAX : DatumGetInt64(values[BC_BLOCK_ID]);
+		if (block_id > vs->last_block_id)
+		{
+			vs->last_block_id = block_id;
+			vs->last_intact = readable && BlockRowVerifies(values, nulls);
+			if (vs->last_intact)
+				vs->last = HorizonFromBlockRow(values);
+		}
+
+		tenant = nulls[BC_TENANT_ID] ? NULL : TextDatumGetCString(values[BC_TENANT_ID]);
+		if (!TenantWanted(vs, tenant))
+			continue;
+
+		b = palloc0(sizeof(BlockInfo));
+		b->block_id = block_id;
+		b->tenant = TenantIndex(vs, tenant);
+		b->first_slot = -1;
+		vs->reports[b->tenant].blocks = lappend(vs->reports[b->tenant].blocks, b);
+		if (!readable)
+		{
+			b->unreadable = true;
+			b->block_no = nulls[BC_BLOCK_NO] ? 0 : DatumGetInt64(values[BC_BLOCK_NO]);
+			b->first_entry = nulls[BC_FIRST_ENTRY] ? PG_INT64_MAX : DatumGetInt64(values[BC_FIRST_ENTRY]);
+			continue;
+		}
+		b->block_no = DatumGetInt64(values[BC_BLOCK_NO]);
+		b->format = DatumGetInt16(values[BC_FORMAT]);
+		b->sealed_at = DatumGetTimestampTz(values[BC_SEALED_AT]);
+		b->entry_count = DatumGetInt32(values[BC_ENTRY_COUNT]);
+		b->first_entry = DatumGetInt64(values[BC_FIRST_ENTRY]);
+		b->last_entry = DatumGetInt64(values[BC_LAST_ENTRY]);
+		ids = DatumGetArrayTypeP(values[BC_ENTRY_IDS]);
+		b->nids = ArrayGetNItems(ARR_NDIM(ids), ARR_DIMS(ids));
+		b->ids = palloc(sizeof(int64) * Max(b->nids, 1));
+		memcpy(b->ids, ARR_DATA_PTR(ids), sizeof(int64) * b->nids);
+		b->entry_hashes = CopyBytea(values[BC_ENTRY_HASHES]);
+		b->merkle_root = CopyBytea(values[BC_MERKLE_ROOT]);
+		b->prev_hash = CopyBytea(values[BC_PREV_HASH]);
+		b->block_hash = CopyBytea(values[BC_BLOCK_HASH]);
+		b->horizon = HorizonFromBlockRow(values);
+
+		if (vs->nblocks == vs->maxblocks)
+		{
+			vs->maxblocks = Max(vs->maxblocks * 2, 64);
+			vs->blocks = vs->blocks ? repalloc(vs->blocks, sizeof(BlockInfo *) * vs->maxblocks)
+				: palloc(sizeof(BlockInfo *) * vs->maxblocks);
+		}
+		vs->blocks[vs->nblocks++] = b;
+	}
+	table_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+}
+
+/*
+ * A block whose entries can be checked: its format is this version's and its
+ * entry list, counts and hashes agree.  The entries of any other block count
+ * as in no block (CheckBlock reports why).
+ */
+static bool
+BlockUsable(const BlockInfo *b)
+{
+	return !b->unreadable && b->format == LEDGER_FORMAT_VERSION &&
+		b->nids >= 1 && b->nids == b->entry_count &&
+		VARSIZE_ANY_EXHDR(b->entry_hashes) == (Size) b->nids * LEDGER_HASH_LEN &&
+		VARSIZE_ANY_EXHDR(b->merkle_root) == LEDGER_HASH_LEN &&
+		VARSIZE_ANY_EXHDR(b->prev_hash) == LEDGER_HASH_LEN &&
+		b->ids[0] == b->first_entry && b->ids[b->nids - 1] == b->last_entry;
+}
+
+static int
+CompareSlotKeys(const void *a, const void *b)
+{
+	const SlotKey *x = a;
+	const SlotKey *y = b;
+
+	if (x->id != y->id)
+		return (x->id > y->id) - (x->id < y->id);
+	return (x->slot > y->slot) - (x->slot < y->slot);
+}
+
+static int
+CompareKeyIds(const void *a, const void *b)
+{
+	int64		x = ((const SlotKey *) a)->id;
+	int64		y = ((const SlotKey *) b)->id;
+
+	return (x > y) - (x < y);
+}
+
+/* Slot listing an id, or -1. */
+static int64
+SlotOf(VerifyState *vs, int64 id)
+{
+	SlotKey		key;
+	SlotKey    *found;
+
+	if (vs->nslots == 0 || id < vs->min_id || id > vs->max_id)
+		return -1;
+	if (vs->by_id != NULL)
+		return vs->by_id[(uint64) id - (uint64) vs->min_id];
+	key.id = id;
+	found = bsearch(&key, vs->keys, vs->nkeys, sizeof(SlotKey), CompareKeyIds);
+	return found ? found->slot : -1;
+}
+
+/*
+ * Gives every position of a usable block's entry list a slot, and makes the
+ * slots findable by id.  Ids come from one sequence and are nearly dense, so
+ * a table indexed by id - min_id finds a slot in one step; when the range is
+ * sparse (one tenant's entries among many, or a forged far-away id) a sorted
+ * array is searched instead, so that memory stays proportional to the
+ * entries.  A slot whose id an earlier slot lists is marked: the entry is
+ * sealed twice.
+ */
+static void
+IndexSlots(VerifyState *vs)
+{
+	uint64		range;
+
+	vs->min_id = PG_INT64_MAX;
+	vs->max_id = PG_INT64_MIN;
+	for (int i = 0; i < vs->nblocks; i++)
+	{
+		BlockInfo  *b = vs->blocks[i];
+
+		if (!BlockUsable(b))
+			continue;
+		b->first_slot = vs->nslots;
+		vs->nslots += b->nids;
+		for (int j = 0; j < b->nids; j++)
+		{
+			vs->min_id = Min(vs->min_id, b->ids[j]);
+			vs->max_id = Max(vs->max_id, b->ids[j]);
+		}
+	}
+	if (vs->nslots == 0)
+		return;
+	vs->slots = palloc_extended(sizeof(SlotState) * vs->nslots, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	range = (uint64) vs->max_id - (uint64) vs->min_id + 1;
+	if (range != 0 && range <= (uint64) vs->nslots * 16 + 65536 && vs->nslots <= PG_INT32_MAX)
+	{
+		vs->by_id = palloc_extended(sizeof(int32) * range, MCXT_ALLOC_HUGE);
+		memset(vs->by_id, 0xff, sizeof(int32) * range);
+	}
+	else
+		vs->keys = palloc_extended(sizeof(SlotKey) * vs->nslots, MCXT_ALLOC_HUGE);
+
+	for (int i = 0; i < vs->nblocks; i++)
+	{
+		BlockInfo  *b = vs->blocks[i];
+
+		for (int j = 0; j < b->nids && b->first_slot >= 0; j++)
+		{
+			int64		s = b->first_slot + j;
+
+			vs->slots[s].block = i;
+			if (vs->by_id != NULL)
+			{
+				int32	   *at = &vs->by_id[(uint64) b->ids[j] - (uint64) vs->min_id];
+
+				if (*at >= 0)
+					vs->slots[s].flags |= SLOT_LISTED_TWICE;
+				else
+					*at = (int32) s;
+			}
+			else
+			{
+				vs->keys[s].id = b->ids[j];
+				vs->keys[s].slot = s;
+			}
+		}
+	}
+
+	if (vs->keys != NULL)
+	{
+		qsort(vs->keys, vs->nslots, sizeof(SlotKey), CompareSlotKeys);
+		/* keep each id's first slot; mark the others */
+		for (int64 i = 0; i < vs->nslots; i++)
+		{
+			if (vs->nkeys > 0 && vs->keys[vs->nkeys - 1].id == vs->keys[i].id)
+				vs->slots[vs->keys[i].slot].flags |= SLOT_LISTED_TWICE;
+			else
+				vs->keys[vs->nkeys++] = vs->keys[i];
+		}
+	}
+}
+
+static void
+AddUnsealed(VerifyState *vs, int64 id, uint64 xid, int32 tenant)
+{
+	if (vs->nunsealed == vs->maxunsealed)
+	{
+		vs->maxunsealed = Max(vs->maxunsealed * 2, 1024);
+		vs->unsealed = vs->unsealed
+			? repalloc_huge(vs->unsealed, sizeof(EntryRef) * vs->maxunsealed)
+			: palloc_extended(sizeof(EntryRef) * vs->maxunsealed, MCXT_ALLOC_HUGE);
+	}
+	vs->unsealed[vs->nunsealed].id = id;
+	vs->unsealed[vs->nunsealed].xid = xid;
+	vs->unsealed[vs->nunsealed].tenant = tenant;
+	vs->nunsealed++;
+}
+
+static void
+AddDuplicate(VerifyState *vs, int64 id, uint64 xid, int32 tenant)
+{
+	EntryRef   *d = palloc(sizeof(EntryRef));
+
+	d->id = id;
+	d->xid = xid;
+	d->tenant = tenant;
+	vs->duplicates = lappend(vs->duplicates, d);
+}
+
+/*
+ * Pass 2: hash every entry from its stored fields and record, in the slot
+ * of the block that lists it, whether that hash is its stored one and the
+ * one the block recorded.
+ */
 static void
 ScanEntries(VerifyState *vs, Relation ledger, Snapshot snap)
 {
@@ -192,16 +496,16 @@ ScanEntries(VerifyState *vs, Relation ledger, Snapshot snap)
 													ALLOCSET_DEFAULT_SIZES);
 	MemoryContext outer = CurrentMemoryContext;
 	int32		last_index = -1;	/* tenant of the entry before */
-	int64		last_id = PG_INT64_MIN;
 
-	vs->entries_sorted = true;
-	vs->min_id = PG_INT64_MAX;
-	vs->max_id = PG_INT64_MIN;
 	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
 	{
 		Datum	   *values;
 		bool	   *nulls;
-		EntryInfo  *e;
+		int64		id;
+		uint64		xid;
+		int64		s;
+		uint8		hash[LEDGER_HASH_LEN];
+		bool		stored_ok;
 
 		CHECK_FOR_INTERRUPTS();
 		slot_getallattrs(slot);
@@ -226,109 +530,49 @@ ScanEntries(VerifyState *vs, Relation ledger, Snapshot snap)
 				continue;
 		}
 
-		if (vs->nentries == vs->maxentries)
-		{
-			vs->maxentries *= 2;
-			vs->entries = repalloc_huge(vs->entries, sizeof(EntryInfo) * vs->maxentries);
-		}
-		e = &vs->entries[vs->nentries++];
-		e->id = DatumGetInt64(values[LC_ID]);
-		e->xid = (uint64) DatumGetInt64(values[LC_XID]);
-		e->in_block = false;
-		e->tenant = last_index;
-		if (e->id <= last_id)
-			vs->entries_sorted = false;
-		last_id = e->id;
-		vs->min_id = Min(vs->min_id, e->id);
-		vs->max_id = Max(vs->max_id, e->id);
-
+		id = DatumGetInt64(values[LC_ID]);
+		xid = (uint64) DatumGetInt64(values[LC_XID]);
 		MemoryContextSwitchTo(per_tuple);
-		EntryHash(values, nulls, NULL, e->hash);
-		e->stored_ok = !nulls[LC_HASH] && HashEquals(DatumGetByteaPP(values[LC_HASH]), e->hash);
+		EntryHash(values, nulls, NULL, hash);
+		stored_ok = !nulls[LC_HASH] && HashEquals(DatumGetByteaPP(values[LC_HASH]), hash);
 		MemoryContextSwitchTo(outer);
 		MemoryContextReset(per_tuple);
-
 		vs->reports[last_index].entries++;
+
+		s = SlotOf(vs, id);
+		if (s >= 0 && vs->blocks[vs->slots[s].block]->tenant == last_index)
+		{
+			SlotState  *st = &vs->slots[s];
+			BlockInfo  *b = vs->blocks[st->block];
+			const uint8 *recorded = (const uint8 *) VARDATA_ANY(b->entry_hashes) +
+				(Size) (s - b->first_slot) * LEDGER_HASH_LEN;
+
+			if (st->flags & SLOT_FOUND)
+			{
+				AddDuplicate(vs, id, xid, last_index);
+				continue;
+			}
+			st->flags |= SLOT_FOUND;
+			if (HorizonInProgress(&b->horizon, xid))
+				st->flags |= SLOT_IN_PROGRESS;
+			if (stored_ok)
+				st->flags |= SLOT_STORED_OK;
+			if (memcmp(hash, recorded, LEDGER_HASH_LEN) == 0)
+				st->flags |= SLOT_MATCHES;
+		}
+		else
+			AddUnsealed(vs, id, xid, last_index);
 	}
 	table_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
 	MemoryContextDelete(per_tuple);
 }
 
-static bytea *
-CopyBytea(Datum d)
-{
-	return DatumGetByteaPCopy(d);
-}
-
-/* Pass 2: collect the blocks of the wanted chains and the last horizon. */
-static void
-ScanBlocks(VerifyState *vs, Relation blocks, Snapshot snap)
-{
-	TupleTableSlot *slot = table_slot_create(blocks, NULL);
-	TableScanDesc scan = table_beginscan(blocks, snap, 0, NULL);
-
-	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
-	{
-		Datum	   *values;
-		bool	   *nulls;
-		BlockInfo  *b;
-		char	   *tenant;
-		ArrayType  *ids;
-		Datum	   *elems;
-		int64		block_id;
-
-		CHECK_FOR_INTERRUPTS();
-		slot_getallattrs(slot);
-		values = slot->tts_values;
-		nulls = slot->tts_isnull;
-
-		block_id = DatumGetInt64(values[BC_BLOCK_ID]);
-		if (block_id > vs->last_block_id)
-		{
-			vs->last_block_id = block_id;
-			vs->last = HorizonFromBlockRow(values);
-			vs->last_intact = BlockRowVerifies(values, nulls);
-		}
-
-		tenant = nulls[BC_TENANT_ID] ? NULL : TextDatumGetCString(values[BC_TENANT_ID]);
-		if (!TenantWanted(vs, tenant))
-			continue;
-
-		b = palloc0(sizeof(BlockInfo));
-		b->block_id = block_id;
-		b->block_no = DatumGetInt64(values[BC_BLOCK_NO]);
-		b->format = DatumGetInt16(values[BC_FORMAT]);
-		b->sealed_at = DatumGetTimestampTz(values[BC_SEALED_AT]);
-		b->entry_count = DatumGetInt32(values[BC_ENTRY_COUNT]);
-		b->first_entry = DatumGetInt64(values[BC_FIRST_ENTRY]);
-		b->last_entry = DatumGetInt64(values[BC_LAST_ENTRY]);
-		ids = DatumGetArrayTypeP(values[BC_ENTRY_IDS]);
-		deconstruct_array(ids, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &elems, NULL, &b->nids);
-		b->ids = palloc(sizeof(int64) * Max(b->nids, 1));
-		for (int i = 0; i < b->nids; i++)
-			b->ids[i] = DatumGetInt64(elems[i]);
-		b->entry_hashes = CopyBytea(values[BC_ENTRY_HASHES]);
-		b->merkle_root = CopyBytea(values[BC_MERKLE_ROOT]);
-		b->prev_hash = CopyBytea(values[BC_PREV_HASH]);
-		b->block_hash = CopyBytea(values[BC_BLOCK_HASH]);
-		b->horizon = HorizonFromBlockRow(values);
-
-		{
-			TenantReport *r = &vs->reports[TenantIndex(vs, tenant)];
-
-			r->blocks = lappend(r->blocks, b);
-		}
-	}
-	table_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-}
-
 static int
-CompareEntryIds(const void *a, const void *b)
+CompareUnsealed(const void *a, const void *b)
 {
-	int64		x = ((const EntryInfo *) a)->id;
-	int64		y = ((const EntryInfo *) b)->id;
+	int64		x = ((const EntryRef *) a)->id;
+	int64		y = ((const EntryRef *) b)->id;
 
 	return (x > y) - (x < y);
 }
@@ -342,80 +586,50 @@ CompareBlockNos(const ListCell *a, const ListCell *b)
 	return (x > y) - (x < y);
 }
 
-static EntryInfo *
-FindEntry(VerifyState *vs, int64 id)
-{
-	EntryInfo	key;
-
-	if (vs->by_id != NULL)
-	{
-		int32		i;
-
-		if (id < vs->min_id || id > vs->max_id)
-			return NULL;
-		i = vs->by_id[(uint64) id - (uint64) vs->min_id];
-		return i < 0 ? NULL : &vs->entries[i];
-	}
-	key.id = id;
-	return bsearch(&key, vs->entries, vs->nentries, sizeof(EntryInfo), CompareEntryIds);
-}
-
-static void
-FailDuplicate(VerifyState *vs, const EntryInfo *e)
-{
-	Fail(&vs->reports[e->tenant], e->id, "entry id %lld appears more than once", (long long) e->id);
-}
-
 /*
- * Makes entries findable by id, and fails ids seen twice (ids come from a
- * sequence: one seen twice means a row was copied in).  Ids are nearly
- * dense, so a table indexed by id - min_id finds an entry in one step
- * without sorting; when the range is sparse (one tenant's entries among
- * many, or a forged far-away id) the entries are sorted by id instead, so
- * that memory stays proportional to the entries.
+ * Ids come from a sequence; one seen twice means a row was copied in.  The
+ * scan met the copies of sealed entries; copies among the rest show once
+ * those are sorted by id, or by the id's slot being taken already.
  */
 static void
-IndexEntries(VerifyState *vs)
+CheckUniqueIds(VerifyState *vs)
 {
-	uint64		range;
+	ListCell   *lc;
 
-	if (vs->nentries == 0)
-		return;
-	range = (uint64) vs->max_id - (uint64) vs->min_id + 1;
-	if (range == 0 || range > (uint64) vs->nentries * 16 + 65536 ||
-		vs->nentries > PG_INT32_MAX)
+	qsort(vs->unsealed, vs->nunsealed, sizeof(EntryRef), CompareUnsealed);
+	for (int64 i = 0; i < vs->nunsealed; i++)
 	{
-		if (!vs->entries_sorted)
-			qsort(vs->entries, vs->nentries, sizeof(EntryInfo), CompareEntryIds);
-		for (int64 i = 1; i < vs->nentries; i++)
-			if (vs->entries[i].id == vs->entries[i - 1].id)
-				FailDuplicate(vs, &vs->entries[i]);
-		return;
+		EntryRef   *u = &vs->unsealed[i];
+		int64		s = SlotOf(vs, u->id);
+
+		if ((i > 0 && vs->unsealed[i - 1].id == u->id) ||
+			(s >= 0 && (vs->slots[s].flags & SLOT_FOUND)))
+			AddDuplicate(vs, u->id, u->xid, u->tenant);
 	}
-	vs->by_id = palloc_extended(sizeof(int32) * range, MCXT_ALLOC_HUGE);
-	memset(vs->by_id, 0xff, sizeof(int32) * range);
-	for (int64 i = 0; i < vs->nentries; i++)
+	foreach(lc, vs->duplicates)
 	{
-		int32	   *slot = &vs->by_id[(uint64) vs->entries[i].id - (uint64) vs->min_id];
+		EntryRef   *d = lfirst(lc);
 
-		if (*slot >= 0)
-			FailDuplicate(vs, &vs->entries[i]);
-		else
-			*slot = (int32) i;
+		Fail(&vs->reports[d->tenant], d->id, "entry id %lld appears more than once", (long long) d->id);
 	}
 }
 
 /* Checks one block's header, Merkle root and entries. */
 static void
-CheckBlock(VerifyState *vs, TenantReport *r, int32 tenant, BlockInfo *b,
+CheckBlock(VerifyState *vs, TenantReport *r, BlockInfo *b,
 		   int64 expected_no, const uint8 *expected_prev)
 {
 	BlockHeader hdr;
 	uint8		hash[LEDGER_HASH_LEN];
-	const uint8 *recorded = (const uint8 *) VARDATA_ANY(b->entry_hashes);
+	const uint8 *recorded;
 	/* its entry list, not its header, says where the block starts */
 	int64		first = b->nids > 0 ? b->ids[0] : b->first_entry;
 
+	if (b->unreadable)
+	{
+		Fail(r, first, "block %lld is malformed: some of its fields are NULL", (long long) b->block_no);
+		return;
+	}
 	if (b->format != LEDGER_FORMAT_VERSION)
 	{
 		Fail(r, first, "block %lld has format %d, which this version cannot verify",
@@ -428,11 +642,7 @@ CheckBlock(VerifyState *vs, TenantReport *r, int32 tenant, BlockInfo *b,
 	if (!HashEquals(b->prev_hash, expected_prev))
 		Fail(r, first, "block %lld does not chain to the block before it",
 			 (long long) b->block_no);
-	if (b->nids < 1 || b->nids != b->entry_count ||
-		VARSIZE_ANY_EXHDR(b->entry_hashes) != (Size) b->nids * LEDGER_HASH_LEN ||
-		VARSIZE_ANY_EXHDR(b->merkle_root) != LEDGER_HASH_LEN ||
-		VARSIZE_ANY_EXHDR(b->prev_hash) != LEDGER_HASH_LEN ||
-		b->ids[0] != b->first_entry || b->ids[b->nids - 1] != b->last_entry)
+	if (!BlockUsable(b))
 	{
 		Fail(r, first, "block %lld is malformed: its entry list, counts and hashes disagree",
 			 (long long) b->block_no);
@@ -456,6 +666,7 @@ CheckBlock(VerifyState *vs, TenantReport *r, int32 tenant, BlockInfo *b,
 		Fail(r, first, "block %lld was altered: its hash does not match its contents",
 			 (long long) b->block_no);
 
+	recorded = (const uint8 *) VARDATA_ANY(b->entry_hashes);
 	MerkleRoot(recorded, b->nids, hash);
 	if (!HashEquals(b->merkle_root, hash))
 		Fail(r, first, "block %lld was altered: its entry hashes do not match its Merkle root",
@@ -463,31 +674,33 @@ CheckBlock(VerifyState *vs, TenantReport *r, int32 tenant, BlockInfo *b,
 
 	for (int i = 0; i < b->nids; i++)
 	{
-		EntryInfo  *e;
+		int64		id = b->ids[i];
+		SlotState  *st = &vs->slots[b->first_slot + i];
 
-		if (i > 0 && b->ids[i] <= b->ids[i - 1])
-			Fail(r, b->ids[i], "block %lld lists entry %lld out of order",
-				 (long long) b->block_no, (long long) b->ids[i]);
-		e = FindEntry(vs, b->ids[i]);
-		if (e == NULL || e->tenant != tenant)
+		if (i > 0 && id <= b->ids[i - 1])
+			Fail(r, id, "block %lld lists entry %lld out of order",
+				 (long long) b->block_no, (long long) id);
+		if (st->flags & SLOT_LISTED_TWICE)
 		{
-			Fail(r, b->ids[i], "entry %lld sealed in block %lld is missing",
-				 (long long) b->ids[i], (long long) b->block_no);
+			Fail(r, id, "entry %lld is sealed in more than one block", (long long) id);
 			continue;
 		}
-		if (e->in_block)
-			Fail(r, e->id, "entry %lld is sealed in more than one block", (long long) e->id);
-		if (HorizonInProgress(&b->horizon, e->xid))
-			Fail(r, e->id, "entry %lld is sealed in block %lld although its transaction was still running",
-				 (long long) e->id, (long long) b->block_no);
-		e->in_block = true;
+		if (!(st->flags & SLOT_FOUND))
+		{
+			Fail(r, id, "entry %lld sealed in block %lld is missing",
+				 (long long) id, (long long) b->block_no);
+			continue;
+		}
+		if (st->flags & SLOT_IN_PROGRESS)
+			Fail(r, id, "entry %lld is sealed in block %lld although its transaction was still running",
+				 (long long) id, (long long) b->block_no);
 		r->sealed++;
-		if (!e->stored_ok)
-			Fail(r, e->id, "entry %lld was altered: its fields no longer match its hash",
-				 (long long) e->id);
-		else if (memcmp(e->hash, recorded + (Size) i * LEDGER_HASH_LEN, LEDGER_HASH_LEN) != 0)
-			Fail(r, e->id, "entry %lld was altered: it does not match the hash sealed in block %lld",
-				 (long long) e->id, (long long) b->block_no);
+		if (!(st->flags & SLOT_STORED_OK))
+			Fail(r, id, "entry %lld was altered: its fields no longer match its hash",
+				 (long long) id);
+		else if (!(st->flags & SLOT_MATCHES))
+			Fail(r, id, "entry %lld was altered: it does not match the hash sealed in block %lld",
+				 (long long) id, (long long) b->block_no);
 	}
 }
 
@@ -505,8 +718,8 @@ CheckChain(VerifyState *vs, int32 tenant)
 	{
 		BlockInfo  *b = lfirst(lc);
 
-		CheckBlock(vs, r, tenant, b, expected_no, prev);
-		if (VARSIZE_ANY_EXHDR(b->block_hash) == LEDGER_HASH_LEN)
+		CheckBlock(vs, r, b, expected_no, prev);
+		if (b->block_hash != NULL && VARSIZE_ANY_EXHDR(b->block_hash) == LEDGER_HASH_LEN)
 			memcpy(prev, VARDATA_ANY(b->block_hash), LEDGER_HASH_LEN);
 		expected_no = b->block_no + 1;
 	}
@@ -516,13 +729,11 @@ CheckChain(VerifyState *vs, int32 tenant)
 static void
 CheckUnsealed(VerifyState *vs)
 {
-	for (int64 i = 0; i < vs->nentries; i++)
+	for (int64 i = 0; i < vs->nunsealed; i++)
 	{
-		EntryInfo  *e = &vs->entries[i];
+		EntryRef   *e = &vs->unsealed[i];
 		TenantReport *r = &vs->reports[e->tenant];
 
-		if (e->in_block)
-			continue;
 		if (!vs->last_intact)
 			Fail(r, e->id, "entry %lld is in no block, and the last seal round's block (block_id %lld) was altered",
 				 (long long) e->id, (long long) vs->last_block_id);
@@ -597,15 +808,14 @@ autora_verify(PG_FUNCTION_ARGS)
 								  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 	vs.maxreports = 16;
 	vs.reports = palloc(sizeof(TenantReport) * vs.maxreports);
-	vs.maxentries = 1024;
 	vs.last_intact = true;		/* no block yet: nothing to distrust */
-	vs.entries = palloc_extended(sizeof(EntryInfo) * vs.maxentries, MCXT_ALLOC_HUGE);
 
 	/* one snapshot for both passes, so entries and blocks agree */
 	blocks = table_open(oids->blocks, AccessShareLock);
 	ledger = table_open(oids->ledger, AccessShareLock);
-	ScanEntries(&vs, ledger, snap);
 	ScanBlocks(&vs, blocks, snap);
+	IndexSlots(&vs);
+	ScanEntries(&vs, ledger, snap);
 	table_close(ledger, AccessShareLock);
 	table_close(blocks, AccessShareLock);
 
@@ -616,7 +826,7 @@ autora_verify(PG_FUNCTION_ARGS)
 				 errmsg("unknown tenant \"%s\"", vs.only),
 				 errhint("See autora.tenants for the registered tenants.")));
 
-	IndexEntries(&vs);
+	CheckUniqueIds(&vs);
 	for (int i = 0; i < vs.nreports; i++)
 		CheckChain(&vs, i);
 	CheckUnsealed(&vs);

@@ -113,7 +113,7 @@ sub verify
 # Build and seal every case.
 # ---------------------------------------------------------------------------
 my @cases = qw(edit deleted merkle prevhash blockgone forged horizon swapped rehashed reordered
-  duplicate farforged farduplicate columns blockcols);
+  duplicate farforged farduplicate sparse nullblock nulllast columns blockcols);
 my @column_tenants = map { sprintf('col%02d', $_) } 1 .. 32;
 my @block_tenants = map { sprintf('blk%02d', $_) } 1 .. 20;
 for my $db (@cases)
@@ -126,6 +126,24 @@ for my $db (@cases)
 	$node->safe_psql($db, $hash_sql);
 	populate($db, @tenants);
 }
+# sparse: a fourth block per tenant, its entry's id a billion past the others
+# (as after a restore that moved the sequence on): verify finds the entries
+# of blocks by searching, not through a table indexed by id
+$node->safe_psql('sparse', q{
+SELECT setval('autora.ledger_id_seq', (SELECT max(id) FROM autora.ledger) + 1000000000);
+BEGIN;
+SELECT autora.set_context_trusted('101', 'dave', 'sales');
+INSERT INTO deals (tenant_id, customer, amount) VALUES ('101', 'c5', 500);
+COMMIT;
+BEGIN;
+SELECT autora.set_context_trusted('102', 'dave', 'sales');
+INSERT INTO deals (tenant_id, customer, amount) VALUES ('102', 'c5', 500);
+COMMIT;
+SELECT autora.seal();
+});
+is($node->safe_psql('sparse',
+		"SELECT count(*) FROM autora.ledger_blocks WHERE block_no = 4 AND last_entry > 1000000000"),
+	'2', 'sparse: each tenant has a fourth block of a far-away id (precondition)');
 for my $db (@cases)
 {
 	ok( poll($node, $db,
@@ -161,6 +179,9 @@ $target{forged} = $node->safe_psql('forged',
 $target{horizon} = $node->safe_psql('horizon',
 	"SELECT max(id) + 100 FROM autora.ledger");
 $target{duplicate} = (entry_ids('duplicate', '101'))[1];
+$target{sparse} = (entry_ids('sparse', '101'))[3];    # the UPDATE entry, first of block 2
+$target{nullblock} = block_first_entry('nullblock', '101', 2);
+$target{nulllast} = block_first_entry('nulllast', '102', 3);
 # far beyond the ids in use: verify finds entries by sorting, not by a table
 # indexed by id, when ids are this sparse
 $target{farforged} = $node->safe_psql('farforged',
@@ -302,6 +323,20 @@ my %tamper = (
 	forged => [ forge_copy($target{forged}) ],
 	# an exact copy of a sealed entry, its id included
 	duplicate => [ copy_entry($target{duplicate}) ],
+	# fields of a block set to NULL, its NOT NULL constraints dropped first
+	nullblock => [
+		# (event triggers off: autora's would load the library, and its guards)
+		'SET LOCAL session_replication_role = replica',
+		'ALTER TABLE autora.ledger_blocks ALTER entry_ids DROP NOT NULL, ALTER seal_xip DROP NOT NULL',
+		"UPDATE autora.ledger_blocks SET entry_ids = NULL, seal_xip = NULL WHERE tenant_id = '101' AND block_no = 2"
+	],
+	# a NULL in the last seal round's horizon (no constraint to drop for that)
+	nulllast => [
+		"UPDATE autora.ledger_blocks SET seal_xip = '{NULL}' WHERE block_id = (SELECT max(block_id) FROM autora.ledger_blocks)"
+	],
+	sparse => [
+		"UPDATE autora.ledger SET after = jsonb_set(after, '{amount}', '999') WHERE id = $target{sparse}"
+	],
 	farforged => [ forge_copy($target{farforged}) ],
 	farduplicate => [
 		copy_entry($target{farduplicate}),
@@ -400,6 +435,18 @@ detected('farforged', $target{farforged}, qr/\b$target{farforged}\b/,
 detected('farduplicate', $target{farduplicate},
 	qr/entry id $target{farduplicate} appears more than once/,
 	'a sealed entry copied, id and all, and another under a far-away id');
+detected('nullblock', $target{nullblock}, qr/block 2 is malformed: some of its fields are NULL/,
+	'NULLs in the entry list and horizon of block 2');
+{
+	my ($ok, $bad, $detail) = verify('nulllast', '102');
+	ok($ok eq 'f' && $bad eq $target{nulllast} && $detail =~ /block 3 is malformed/,
+		'nulllast: a NULL in the last block\'s horizon is reported at its first entry')
+	  or diag("verify('102'): ok=$ok first_bad=$bad detail=$detail");
+	($ok) = verify('nulllast', '101');
+	is($ok, 't', 'nulllast: tenant 101, all of whose entries are sealed, still verifies');
+}
+detected('sparse', $target{sparse}, qr/\b$target{sparse}\b/,
+	'a sealed entry changed, in chains whose ids lie far apart');
 detected('swapped', $target{swapped}[0], qr/\b$target{swapped}[0]\b/,
 	'hashes of two entries swapped');
 detected('rehashed', $target{rehashed}, qr/\b$target{rehashed}\b/,

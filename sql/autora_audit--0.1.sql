@@ -388,8 +388,9 @@ DECLARE
     cmd record;
     col name;
 BEGIN
-    -- pg_restore recreates triggers and policies itself
-    IF current_setting('autora.restore_mode')::boolean THEN
+    -- pg_restore recreates triggers and policies itself; the setting is
+    -- unknown while the library is not loaded (a restart without it)
+    IF coalesce(current_setting('autora.restore_mode', true), 'off')::boolean THEN
         RETURN;
     END IF;
     FOR cmd IN SELECT * FROM pg_event_trigger_ddl_commands()

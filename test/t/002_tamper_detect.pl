@@ -378,6 +378,13 @@ my %tamper = (
 		      AND b.block_id = (SELECT max(block_id) FROM autora.ledger_blocks)}
 	],
 );
+# DDL in a database with the extension works while the library is not loaded
+# (autora's event trigger must not depend on the library's settings)
+{
+	my ($rc, $err) = sql_error($node, 'edit',
+		'CREATE TABLE t_plain (x int); ALTER TABLE t_plain ADD COLUMN y int; DROP TABLE t_plain');
+	is($rc, 0, 'CREATE and ALTER TABLE work without the library') or diag($err);
+}
 for my $db (@cases)
 {
 	my ($rc, $err) = sql_error($node, $db,

@@ -428,27 +428,34 @@ PutTextArray(StringInfo buf, Datum v)
 	}
 }
 
-/* Entries come in runs from one client: each address is printed once. */
+/*
+ * Entries come in runs from one client: each address is printed once.  The
+ * last one is kept in fixed buffers (an inet is at most 18 bytes of data,
+ * its text at most INET6_ADDRSTRLEN plus "/128"), so that no error can leave
+ * a stale pointer behind.
+ */
 static void
 PutInet(StringInfo buf, Datum v)
 {
-	static inet *last_addr = NULL;
-	static char *last_text = NULL;
+	static char last_data[sizeof(inet_struct)];
+	static int	last_len = -1;
+	static char last_text[64];
 	inet	   *addr = DatumGetInetPP(v);
+	int			len = VARSIZE_ANY_EXHDR(addr);
 
-	if (last_addr == NULL || VARSIZE_ANY(addr) != VARSIZE_ANY(last_addr) ||
-		memcmp(addr, last_addr, VARSIZE_ANY(addr)) != 0)
+	if (len != last_len || memcmp(VARDATA_ANY(addr), last_data, len) != 0)
 	{
 		char	   *text = DatumGetCString(DirectFunctionCall1(inet_out, PointerGetDatum(addr)));
 
-		if (last_addr != NULL)
+		if (len > (int) sizeof(last_data) || strlen(text) >= sizeof(last_text))
 		{
-			pfree(last_addr);
-			pfree(last_text);
+			PutCString(buf, text);	/* not an inet this version knows: no cache */
+			return;
 		}
-		last_addr = MemoryContextAlloc(TopMemoryContext, VARSIZE_ANY(addr));
-		memcpy(last_addr, addr, VARSIZE_ANY(addr));
-		last_text = MemoryContextStrdup(TopMemoryContext, text);
+		last_len = -1;
+		memcpy(last_data, VARDATA_ANY(addr), len);
+		strcpy(last_text, text);
+		last_len = len;
 	}
 	PutCString(buf, last_text);
 }

@@ -38,7 +38,6 @@
 
 typedef struct BlockInfo
 {
-	int64		block_id;
 	int16		format;
 	int64		block_no;
 	int64		entry_count;
@@ -54,14 +53,15 @@ typedef struct BlockInfo
 	SealHorizon horizon;
 	int32		tenant;			/* index into the reports */
 	int64		first_slot;		/* its entry list's slots; -1: none (unusable) */
-	bool		unreadable;		/* NULL fields: only block_no and first_entry kept */
+	bool		unreadable;		/* see BlockRowReadable: only block_no and
+								 * first_entry were read */
 } BlockInfo;
 
 /* What the ledger scan found for one position of a block's entry list. */
 #define SLOT_FOUND			0x01	/* an entry of the block's tenant has this id */
 #define SLOT_STORED_OK		0x02	/* its fields hash to its stored hash */
 #define SLOT_MATCHES		0x04	/* they hash to the hash the block recorded */
-#define SLOT_LISTED_TWICE	0x08	/* an earlier slot lists the same id */
+#define SLOT_LISTED_TWICE	0x08	/* an earlier slot of the tenant lists the id */
 #define SLOT_IN_PROGRESS	0x10	/* its transaction was running at the seal */
 
 typedef struct SlotState
@@ -70,10 +70,7 @@ typedef struct SlotState
 	uint8		flags;
 } SlotState;
 
-/*
- * An entry the scan met that has no slot: one that no block lists (or that
- * another tenant's block lists), or a second entry with a slot's id.
- */
+/* An entry the scan met, by id, transaction and tenant (report index). */
 typedef struct EntryRef
 {
 	int64		id;
@@ -81,11 +78,31 @@ typedef struct EntryRef
 	int32		tenant;
 } EntryRef;
 
+typedef struct EntryRefs
+{
+	EntryRef   *items;
+	int64		n;
+	int64		max;
+} EntryRefs;
+
 typedef struct SlotKey
 {
 	int64		id;
 	int64		slot;
 } SlotKey;
+
+/* A slot listing an id whose first slot belongs to another tenant's block. */
+typedef struct OtherListingKey
+{
+	int64		id;
+	int32		tenant;
+} OtherListingKey;
+
+typedef struct OtherListing
+{
+	OtherListingKey key;
+	int64		slot;
+} OtherListing;
 
 typedef struct TenantReport
 {
@@ -112,25 +129,24 @@ typedef struct VerifyState
 	TenantReport *reports;
 	int			nreports;
 	int			maxreports;
-	/* the wanted chains' blocks, in scan order, and their entry lists' slots */
+	/* the usable blocks, by tenant and block_no, and their entry lists' slots */
 	BlockInfo **blocks;
-	int			nblocks;
-	int			maxblocks;
+	int64		nblocks;
 	SlotState  *slots;
 	int64		nslots;
-	/* slot of an id: by_id[id - min_id] (-1: none), or a search of keys */
+	/* first slot of an id: by_id[id - min_id] (-1: none), or a search of keys */
 	int64		min_id;
 	int64		max_id;
 	int32	   *by_id;
 	SlotKey    *keys;
 	int64		nkeys;
-	/* entries in no slot, and ids the scan met twice */
-	EntryRef   *unsealed;
-	int64		nunsealed;
-	int64		maxunsealed;
-	List	   *duplicates;		/* of EntryRef, in the order met */
+	HTAB	   *others;			/* of OtherListing; NULL until needed */
+	/* entries in no slot, and second entries of an id */
+	EntryRefs	unsealed;
+	EntryRefs	duplicates;
 	SealHorizon last;			/* horizon of the last seal round */
 	int64		last_block_id;
+	bool		last_block_id_null;
 	bool		last_intact;	/* that block hashes to its block_hash */
 } VerifyState;
 
@@ -223,6 +239,31 @@ CopyBytea(Datum d)
 	return DatumGetByteaPCopy(d);
 }
 
+static void
+AppendEntryRef(EntryRefs *refs, int64 id, uint64 xid, int32 tenant)
+{
+	if (refs->n == refs->max)
+	{
+		refs->max = Max(refs->max * 2, 1024);
+		refs->items = refs->items
+			? repalloc_huge(refs->items, sizeof(EntryRef) * refs->max)
+			: palloc_extended(sizeof(EntryRef) * refs->max, MCXT_ALLOC_HUGE);
+	}
+	refs->items[refs->n].id = id;
+	refs->items[refs->n].xid = xid;
+	refs->items[refs->n].tenant = tenant;
+	refs->n++;
+}
+
+static int
+CompareEntryRefIds(const void *a, const void *b)
+{
+	int64		x = ((const EntryRef *) a)->id;
+	int64		y = ((const EntryRef *) b)->id;
+
+	return (x > y) - (x < y);
+}
+
 static bool
 Int8ArrayReadable(Datum d)
 {
@@ -251,6 +292,9 @@ ScanBlocks(VerifyState *vs, Relation blocks, Snapshot snap)
 {
 	TupleTableSlot *slot = table_slot_create(blocks, NULL);
 	TableScanDesc scan = table_beginscan(blocks, snap, 0, NULL);
+	MemoryContext per_row = AllocSetContextCreate(CurrentMemoryContext, "autora verify block",
+												  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext outer = CurrentMemoryContext;
 
 	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
 	{
@@ -267,11 +311,17 @@ ScanBlocks(VerifyState *vs, Relation blocks, Snapshot snap)
 		values = slot->tts_values;
 		nulls = slot->tts_isnull;
 
+		/* detoasted arrays are read in a per-row context: only copies are kept */
+		MemoryContextReset(per_row);
+		MemoryContextSwitchTo(per_row);
 		readable = BlockRowReadable(values, nulls);
+		MemoryContextSwitchTo(outer);
+
 		block_id = nulls[BC_BLOCK_ID] ? PG_INT64_MAX : DatumGetInt64(values[BC_BLOCK_ID]);
 		if (block_id > vs->last_block_id)
 		{
 			vs->last_block_id = block_id;
+			vs->last_block_id_null = nulls[BC_BLOCK_ID];
 			vs->last_intact = readable && BlockRowVerifies(values, nulls);
 			if (vs->last_intact)
 				vs->last = HorizonFromBlockRow(values);
@@ -282,7 +332,6 @@ ScanBlocks(VerifyState *vs, Relation blocks, Snapshot snap)
 			continue;
 
 		b = palloc0(sizeof(BlockInfo));
-		b->block_id = block_id;
 		b->tenant = TenantIndex(vs, tenant);
 		b->first_slot = -1;
 		vs->reports[b->tenant].blocks = lappend(vs->reports[b->tenant].blocks, b);
@@ -299,32 +348,27 @@ ScanBlocks(VerifyState *vs, Relation blocks, Snapshot snap)
 		b->entry_count = DatumGetInt32(values[BC_ENTRY_COUNT]);
 		b->first_entry = DatumGetInt64(values[BC_FIRST_ENTRY]);
 		b->last_entry = DatumGetInt64(values[BC_LAST_ENTRY]);
+		MemoryContextSwitchTo(per_row);
 		ids = DatumGetArrayTypeP(values[BC_ENTRY_IDS]);
+		MemoryContextSwitchTo(outer);
 		b->nids = ArrayGetNItems(ARR_NDIM(ids), ARR_DIMS(ids));
-		b->ids = palloc(sizeof(int64) * Max(b->nids, 1));
+		b->ids = palloc_extended(sizeof(int64) * Max(b->nids, 1), MCXT_ALLOC_HUGE);
 		memcpy(b->ids, ARR_DATA_PTR(ids), sizeof(int64) * b->nids);
 		b->entry_hashes = CopyBytea(values[BC_ENTRY_HASHES]);
 		b->merkle_root = CopyBytea(values[BC_MERKLE_ROOT]);
 		b->prev_hash = CopyBytea(values[BC_PREV_HASH]);
 		b->block_hash = CopyBytea(values[BC_BLOCK_HASH]);
 		b->horizon = HorizonFromBlockRow(values);
-
-		if (vs->nblocks == vs->maxblocks)
-		{
-			vs->maxblocks = Max(vs->maxblocks * 2, 64);
-			vs->blocks = vs->blocks ? repalloc(vs->blocks, sizeof(BlockInfo *) * vs->maxblocks)
-				: palloc(sizeof(BlockInfo *) * vs->maxblocks);
-		}
-		vs->blocks[vs->nblocks++] = b;
 	}
 	table_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
+	MemoryContextDelete(per_row);
 }
 
 /*
- * A block whose entries can be checked: its format is this version's and its
- * entry list, counts and hashes agree.  The entries of any other block count
- * as in no block (CheckBlock reports why).
+ * A block whose entries can be checked: it could be read, its format is this
+ * version's and its entry list, counts and hashes agree.  The entries of any
+ * other block count as in no block (CheckBlock reports why).
  */
 static bool
 BlockUsable(const BlockInfo *b)
@@ -357,9 +401,24 @@ CompareKeyIds(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* Slot listing an id, or -1. */
+static int
+CompareBlockNos(const ListCell *a, const ListCell *b)
+{
+	int64		x = ((BlockInfo *) lfirst(a))->block_no;
+	int64		y = ((BlockInfo *) lfirst(b))->block_no;
+
+	return (x > y) - (x < y);
+}
+
+static inline int32
+SlotTenant(VerifyState *vs, int64 slot)
+{
+	return vs->blocks[vs->slots[slot].block]->tenant;
+}
+
+/* First slot listing an id, or -1. */
 static int64
-SlotOf(VerifyState *vs, int64 id)
+FirstSlotOf(VerifyState *vs, int64 id)
 {
 	SlotKey		key;
 	SlotKey    *found;
@@ -373,41 +432,113 @@ SlotOf(VerifyState *vs, int64 id)
 	return found ? found->slot : -1;
 }
 
+/* The slot of a tenant's block that lists an id, or -1. */
+static int64
+SlotOf(VerifyState *vs, int64 id, int32 tenant)
+{
+	int64		s = FirstSlotOf(vs, id);
+	OtherListingKey key;
+	OtherListing *other;
+
+	if (s < 0 || SlotTenant(vs, s) == tenant)
+		return s;
+	if (vs->others == NULL)
+		return -1;
+	memset(&key, 0, sizeof(key));
+	key.id = id;
+	key.tenant = tenant;
+	other = hash_search(vs->others, &key, HASH_FIND, NULL);
+	return other ? other->slot : -1;
+}
+
 /*
- * Gives every position of a usable block's entry list a slot, and makes the
- * slots findable by id.  Ids come from one sequence and are nearly dense, so
- * a table indexed by id - min_id finds a slot in one step; when the range is
- * sparse (one tenant's entries among many, or a forged far-away id) a sorted
- * array is searched instead, so that memory stays proportional to the
- * entries.  A slot whose id an earlier slot lists is marked: the entry is
- * sealed twice.
+ * Slot s lists the id that slot `first` listed before it.  In one tenant's
+ * chain that means the entry is sealed twice; a block of another tenant that
+ * lists the id is that tenant's failure (the entry is missing from its
+ * chain), and must not make the entry's own chain fail.
+ */
+static void
+AddLaterListing(VerifyState *vs, int64 first, int64 s, int64 id)
+{
+	OtherListingKey key;
+	OtherListing *other;
+	bool		found;
+
+	if (SlotTenant(vs, first) == SlotTenant(vs, s))
+	{
+		vs->slots[s].flags |= SLOT_LISTED_TWICE;
+		return;
+	}
+	if (vs->others == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(OtherListingKey);
+		ctl.entrysize = sizeof(OtherListing);
+		ctl.hcxt = CurrentMemoryContext;
+		vs->others = hash_create("autora verify listings", 64, &ctl,
+								 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	memset(&key, 0, sizeof(key));
+	key.id = id;
+	key.tenant = SlotTenant(vs, s);
+	other = hash_search(vs->others, &key, HASH_ENTER, &found);
+	if (found)
+		vs->slots[s].flags |= SLOT_LISTED_TWICE;
+	else
+		other->slot = s;
+}
+
+/*
+ * Gives every position of a usable block's entry list a slot, tenant by
+ * tenant in chain order, and makes the slots findable by id.  Ids come from
+ * one sequence and are nearly dense, so a table indexed by id - min_id finds
+ * a slot in one step; when the range is sparse (one tenant's entries among
+ * many, or a forged far-away id) a sorted array is searched instead, so that
+ * memory stays within 16 bytes a slot.
  */
 static void
 IndexSlots(VerifyState *vs)
 {
 	uint64		range;
+	int64		nusable = 0;
 
 	vs->min_id = PG_INT64_MAX;
 	vs->max_id = PG_INT64_MIN;
-	for (int i = 0; i < vs->nblocks; i++)
+	for (int t = 0; t < vs->nreports; t++)
 	{
-		BlockInfo  *b = vs->blocks[i];
+		ListCell   *lc;
 
-		if (!BlockUsable(b))
-			continue;
-		b->first_slot = vs->nslots;
-		vs->nslots += b->nids;
-		for (int j = 0; j < b->nids; j++)
+		/* CheckChain walks each chain in this order too */
+		list_sort(vs->reports[t].blocks, CompareBlockNos);
+		foreach(lc, vs->reports[t].blocks)
 		{
-			vs->min_id = Min(vs->min_id, b->ids[j]);
-			vs->max_id = Max(vs->max_id, b->ids[j]);
+			BlockInfo  *b = lfirst(lc);
+
+			if (!BlockUsable(b))
+				continue;
+			b->first_slot = vs->nslots;
+			vs->nslots += b->nids;
+			nusable++;
+			for (int j = 0; j < b->nids; j++)
+			{
+				vs->min_id = Min(vs->min_id, b->ids[j]);
+				vs->max_id = Max(vs->max_id, b->ids[j]);
+			}
 		}
 	}
 	if (vs->nslots == 0)
 		return;
+	if (nusable > PG_INT32_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("too many ledger blocks to verify at once: %lld", (long long) nusable),
+				 errhint("Verify one tenant at a time with autora.verify(tenant).")));
+
+	vs->blocks = palloc_extended(sizeof(BlockInfo *) * nusable, MCXT_ALLOC_HUGE);
 	vs->slots = palloc_extended(sizeof(SlotState) * vs->nslots, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
 	range = (uint64) vs->max_id - (uint64) vs->min_id + 1;
-	if (range != 0 && range <= (uint64) vs->nslots * 16 + 65536 && vs->nslots <= PG_INT32_MAX)
+	if (range != 0 && range <= (uint64) vs->nslots * 4 + 65536 && vs->nslots <= PG_INT32_MAX)
 	{
 		vs->by_id = palloc_extended(sizeof(int32) * range, MCXT_ALLOC_HUGE);
 		memset(vs->by_id, 0xff, sizeof(int32) * range);
@@ -415,77 +546,59 @@ IndexSlots(VerifyState *vs)
 	else
 		vs->keys = palloc_extended(sizeof(SlotKey) * vs->nslots, MCXT_ALLOC_HUGE);
 
-	for (int i = 0; i < vs->nblocks; i++)
+	for (int t = 0; t < vs->nreports; t++)
 	{
-		BlockInfo  *b = vs->blocks[i];
+		ListCell   *lc;
 
-		for (int j = 0; j < b->nids && b->first_slot >= 0; j++)
+		foreach(lc, vs->reports[t].blocks)
 		{
-			int64		s = b->first_slot + j;
+			BlockInfo  *b = lfirst(lc);
 
-			vs->slots[s].block = i;
-			if (vs->by_id != NULL)
+			if (b->first_slot < 0)
+				continue;
+			vs->blocks[vs->nblocks] = b;
+			for (int j = 0; j < b->nids; j++)
 			{
-				int32	   *at = &vs->by_id[(uint64) b->ids[j] - (uint64) vs->min_id];
+				int64		s = b->first_slot + j;
 
-				if (*at >= 0)
-					vs->slots[s].flags |= SLOT_LISTED_TWICE;
+				vs->slots[s].block = (int32) vs->nblocks;
+				if (vs->by_id != NULL)
+				{
+					int32	   *at = &vs->by_id[(uint64) b->ids[j] - (uint64) vs->min_id];
+
+					if (*at >= 0)
+						AddLaterListing(vs, *at, s, b->ids[j]);
+					else
+						*at = (int32) s;
+				}
 				else
-					*at = (int32) s;
+				{
+					vs->keys[s].id = b->ids[j];
+					vs->keys[s].slot = s;
+				}
 			}
-			else
-			{
-				vs->keys[s].id = b->ids[j];
-				vs->keys[s].slot = s;
-			}
+			vs->nblocks++;
 		}
 	}
 
 	if (vs->keys != NULL)
 	{
 		qsort(vs->keys, vs->nslots, sizeof(SlotKey), CompareSlotKeys);
-		/* keep each id's first slot; mark the others */
+		/* keep each id's first slot */
 		for (int64 i = 0; i < vs->nslots; i++)
 		{
 			if (vs->nkeys > 0 && vs->keys[vs->nkeys - 1].id == vs->keys[i].id)
-				vs->slots[vs->keys[i].slot].flags |= SLOT_LISTED_TWICE;
+				AddLaterListing(vs, vs->keys[vs->nkeys - 1].slot, vs->keys[i].slot, vs->keys[i].id);
 			else
 				vs->keys[vs->nkeys++] = vs->keys[i];
 		}
 	}
 }
 
-static void
-AddUnsealed(VerifyState *vs, int64 id, uint64 xid, int32 tenant)
-{
-	if (vs->nunsealed == vs->maxunsealed)
-	{
-		vs->maxunsealed = Max(vs->maxunsealed * 2, 1024);
-		vs->unsealed = vs->unsealed
-			? repalloc_huge(vs->unsealed, sizeof(EntryRef) * vs->maxunsealed)
-			: palloc_extended(sizeof(EntryRef) * vs->maxunsealed, MCXT_ALLOC_HUGE);
-	}
-	vs->unsealed[vs->nunsealed].id = id;
-	vs->unsealed[vs->nunsealed].xid = xid;
-	vs->unsealed[vs->nunsealed].tenant = tenant;
-	vs->nunsealed++;
-}
-
-static void
-AddDuplicate(VerifyState *vs, int64 id, uint64 xid, int32 tenant)
-{
-	EntryRef   *d = palloc(sizeof(EntryRef));
-
-	d->id = id;
-	d->xid = xid;
-	d->tenant = tenant;
-	vs->duplicates = lappend(vs->duplicates, d);
-}
-
 /*
  * Pass 2: hash every entry from its stored fields and record, in the slot
- * of the block that lists it, whether that hash is its stored one and the
- * one the block recorded.
+ * of its tenant's block that lists it, whether that hash is its stored one
+ * and the one the block recorded.
  */
 static void
 ScanEntries(VerifyState *vs, Relation ledger, Snapshot snap)
@@ -530,85 +643,92 @@ ScanEntries(VerifyState *vs, Relation ledger, Snapshot snap)
 				continue;
 		}
 
+		vs->reports[last_index].entries++;
+		if (nulls[LC_ID])
+		{
+			Fail(&vs->reports[last_index], 0, "an entry has no id (NULL)");
+			continue;
+		}
 		id = DatumGetInt64(values[LC_ID]);
-		xid = (uint64) DatumGetInt64(values[LC_XID]);
+		/* a NULL xid reads as 0: a transaction that ended before any seal */
+		xid = nulls[LC_XID] ? 0 : (uint64) DatumGetInt64(values[LC_XID]);
 		MemoryContextSwitchTo(per_tuple);
 		EntryHash(values, nulls, NULL, hash);
 		stored_ok = !nulls[LC_HASH] && HashEquals(DatumGetByteaPP(values[LC_HASH]), hash);
 		MemoryContextSwitchTo(outer);
 		MemoryContextReset(per_tuple);
-		vs->reports[last_index].entries++;
 
-		s = SlotOf(vs, id);
-		if (s >= 0 && vs->blocks[vs->slots[s].block]->tenant == last_index)
+		s = SlotOf(vs, id, last_index);
+		if (s < 0)
+			AppendEntryRef(&vs->unsealed, id, xid, last_index);
+		else if (vs->slots[s].flags & SLOT_FOUND)
+			AppendEntryRef(&vs->duplicates, id, xid, last_index);
+		else
 		{
 			SlotState  *st = &vs->slots[s];
 			BlockInfo  *b = vs->blocks[st->block];
 			const uint8 *recorded = (const uint8 *) VARDATA_ANY(b->entry_hashes) +
 				(Size) (s - b->first_slot) * LEDGER_HASH_LEN;
 
-			if (st->flags & SLOT_FOUND)
-			{
-				AddDuplicate(vs, id, xid, last_index);
-				continue;
-			}
 			st->flags |= SLOT_FOUND;
-			if (HorizonInProgress(&b->horizon, xid))
-				st->flags |= SLOT_IN_PROGRESS;
 			if (stored_ok)
 				st->flags |= SLOT_STORED_OK;
 			if (memcmp(hash, recorded, LEDGER_HASH_LEN) == 0)
 				st->flags |= SLOT_MATCHES;
+			if (HorizonInProgress(&b->horizon, xid))
+				st->flags |= SLOT_IN_PROGRESS;
 		}
-		else
-			AddUnsealed(vs, id, xid, last_index);
 	}
 	table_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
 	MemoryContextDelete(per_tuple);
 }
 
-static int
-CompareUnsealed(const void *a, const void *b)
+/* Whether an entry of some tenant took a slot listing this id. */
+static bool
+SlotTakenForId(VerifyState *vs, int64 id)
 {
-	int64		x = ((const EntryRef *) a)->id;
-	int64		y = ((const EntryRef *) b)->id;
+	int64		s = FirstSlotOf(vs, id);
 
-	return (x > y) - (x < y);
-}
-
-static int
-CompareBlockNos(const ListCell *a, const ListCell *b)
-{
-	int64		x = ((BlockInfo *) lfirst(a))->block_no;
-	int64		y = ((BlockInfo *) lfirst(b))->block_no;
-
-	return (x > y) - (x < y);
+	if (s < 0)
+		return false;
+	if (vs->slots[s].flags & SLOT_FOUND)
+		return true;
+	/* other tenants' blocks listing the id: only in a tampered ledger */
+	for (int t = 0; vs->others != NULL && t < vs->nreports; t++)
+	{
+		s = SlotOf(vs, id, t);
+		if (s >= 0 && (vs->slots[s].flags & SLOT_FOUND))
+			return true;
+	}
+	return false;
 }
 
 /*
  * Ids come from a sequence; one seen twice means a row was copied in.  The
- * scan met the copies of sealed entries; copies among the rest show once
- * those are sorted by id, or by the id's slot being taken already.
+ * scan met second entries of a slot's id; copies among the entries without
+ * a slot show once those are sorted by id, or as an id whose slot an entry
+ * took.  Reported in id order.
  */
 static void
 CheckUniqueIds(VerifyState *vs)
 {
-	ListCell   *lc;
+	EntryRefs  *u = &vs->unsealed;
 
-	qsort(vs->unsealed, vs->nunsealed, sizeof(EntryRef), CompareUnsealed);
-	for (int64 i = 0; i < vs->nunsealed; i++)
+	if (u->n > 0)
+		qsort(u->items, u->n, sizeof(EntryRef), CompareEntryRefIds);
+	for (int64 i = 0; i < u->n; i++)
 	{
-		EntryRef   *u = &vs->unsealed[i];
-		int64		s = SlotOf(vs, u->id);
+		EntryRef   *e = &u->items[i];
 
-		if ((i > 0 && vs->unsealed[i - 1].id == u->id) ||
-			(s >= 0 && (vs->slots[s].flags & SLOT_FOUND)))
-			AddDuplicate(vs, u->id, u->xid, u->tenant);
+		if ((i > 0 && u->items[i - 1].id == e->id) || SlotTakenForId(vs, e->id))
+			AppendEntryRef(&vs->duplicates, e->id, e->xid, e->tenant);
 	}
-	foreach(lc, vs->duplicates)
+	if (vs->duplicates.n > 0)
+		qsort(vs->duplicates.items, vs->duplicates.n, sizeof(EntryRef), CompareEntryRefIds);
+	for (int64 i = 0; i < vs->duplicates.n; i++)
 	{
-		EntryRef   *d = lfirst(lc);
+		EntryRef   *d = &vs->duplicates.items[i];
 
 		Fail(&vs->reports[d->tenant], d->id, "entry id %lld appears more than once", (long long) d->id);
 	}
@@ -627,7 +747,8 @@ CheckBlock(VerifyState *vs, TenantReport *r, BlockInfo *b,
 
 	if (b->unreadable)
 	{
-		Fail(r, first, "block %lld is malformed: some of its fields are NULL", (long long) b->block_no);
+		Fail(r, first, "block %lld is unreadable: NULL fields, or arrays that are not bigint[] without NULLs",
+			 (long long) b->block_no);
 		return;
 	}
 	if (b->format != LEDGER_FORMAT_VERSION)
@@ -713,7 +834,7 @@ CheckChain(VerifyState *vs, int32 tenant)
 	ListCell   *lc;
 
 	memset(prev, 0, sizeof(prev));
-	list_sort(r->blocks, CompareBlockNos);
+	/* IndexSlots put the blocks in block_no order */
 	foreach(lc, r->blocks)
 	{
 		BlockInfo  *b = lfirst(lc);
@@ -729,14 +850,17 @@ CheckChain(VerifyState *vs, int32 tenant)
 static void
 CheckUnsealed(VerifyState *vs)
 {
-	for (int64 i = 0; i < vs->nunsealed; i++)
+	const char *last_block = vs->last_block_id_null ? "NULL"
+		: psprintf(INT64_FORMAT, vs->last_block_id);
+
+	for (int64 i = 0; i < vs->unsealed.n; i++)
 	{
-		EntryRef   *e = &vs->unsealed[i];
+		EntryRef   *e = &vs->unsealed.items[i];
 		TenantReport *r = &vs->reports[e->tenant];
 
 		if (!vs->last_intact)
-			Fail(r, e->id, "entry %lld is in no block, and the last seal round's block (block_id %lld) was altered",
-				 (long long) e->id, (long long) vs->last_block_id);
+			Fail(r, e->id, "entry %lld is in no block, and the last seal round's block (block_id %s) was altered",
+				 (long long) e->id, last_block);
 		else if (HorizonInProgress(&vs->last, e->xid))
 			r->pending++;
 		else

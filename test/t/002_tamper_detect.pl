@@ -113,7 +113,7 @@ sub verify
 # Build and seal every case.
 # ---------------------------------------------------------------------------
 my @cases = qw(edit deleted merkle prevhash blockgone forged horizon swapped rehashed reordered
-  duplicate farforged farduplicate sparse nullblock nulllast columns blockcols);
+  duplicate farforged farduplicate sparse nullblock nulllast crosslist columns blockcols);
 my @column_tenants = map { sprintf('col%02d', $_) } 1 .. 32;
 my @block_tenants = map { sprintf('blk%02d', $_) } 1 .. 20;
 for my $db (@cases)
@@ -181,6 +181,7 @@ $target{horizon} = $node->safe_psql('horizon',
 $target{duplicate} = (entry_ids('duplicate', '101'))[1];
 $target{sparse} = (entry_ids('sparse', '101'))[3];    # the UPDATE entry, first of block 2
 $target{nullblock} = block_first_entry('nullblock', '101', 2);
+$target{crosslist} = block_first_entry('crosslist', '101', 1);
 $target{nulllast} = block_first_entry('nulllast', '102', 3);
 # far beyond the ids in use: verify finds entries by sorting, not by a table
 # indexed by id, when ids are this sparse
@@ -323,6 +324,15 @@ my %tamper = (
 	forged => [ forge_copy($target{forged}) ],
 	# an exact copy of a sealed entry, its id included
 	duplicate => [ copy_entry($target{duplicate}) ],
+	# tenant 101's first block made to list (and record the hash of) an entry
+	# that tenant 102's chain seals: 101's chain fails, 102's must not
+	crosslist => [
+		qq{UPDATE autora.ledger_blocks b
+		      SET entry_ids = b.entry_ids || e.id, entry_count = b.entry_count + 1,
+		          last_entry = e.id, entry_hashes = b.entry_hashes || e.hash
+		     FROM (SELECT id, hash FROM autora.ledger WHERE tenant_id = '102' ORDER BY id LIMIT 1) e
+		    WHERE b.tenant_id = '101' AND b.block_no = 1}
+	],
 	# fields of a block set to NULL, its NOT NULL constraints dropped first
 	nullblock => [
 		# (event triggers off: autora's would load the library, and its guards)
@@ -442,11 +452,15 @@ detected('farforged', $target{farforged}, qr/\b$target{farforged}\b/,
 detected('farduplicate', $target{farduplicate},
 	qr/entry id $target{farduplicate} appears more than once/,
 	'a sealed entry copied, id and all, and another under a far-away id');
-detected('nullblock', $target{nullblock}, qr/block 2 is malformed: some of its fields are NULL/,
+detected('crosslist', $target{crosslist}, qr/block 1\b/,
+	"tenant 101's block 1 also lists an entry of tenant 102");
+is($node->safe_psql('crosslist', "SELECT ok FROM autora.verify() WHERE tenant_id = '102'"),
+	't', 'crosslist: tenant 102 verifies when every chain is checked together');
+detected('nullblock', $target{nullblock}, qr/block 2 is unreadable: NULL fields/,
 	'NULLs in the entry list and horizon of block 2');
 {
 	my ($ok, $bad, $detail) = verify('nulllast', '102');
-	ok($ok eq 'f' && $bad eq $target{nulllast} && $detail =~ /block 3 is malformed/,
+	ok($ok eq 'f' && $bad eq $target{nulllast} && $detail =~ /block 3 is unreadable/,
 		'nulllast: a NULL in the last block\'s horizon is reported at its first entry')
 	  or diag("verify('102'): ok=$ok first_bad=$bad detail=$detail");
 	($ok) = verify('nulllast', '101');

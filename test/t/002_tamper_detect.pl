@@ -113,7 +113,7 @@ sub verify
 # Build and seal every case.
 # ---------------------------------------------------------------------------
 my @cases = qw(edit deleted merkle prevhash blockgone forged horizon swapped rehashed reordered
-  duplicate farforged farduplicate sparse nullblock nulllast crosslist columns blockcols);
+  duplicate farforged farduplicate sparse nullblock nulllast nullid crosslist columns blockcols);
 my @column_tenants = map { sprintf('col%02d', $_) } 1 .. 32;
 my @block_tenants = map { sprintf('blk%02d', $_) } 1 .. 20;
 for my $db (@cases)
@@ -182,6 +182,7 @@ $target{duplicate} = (entry_ids('duplicate', '101'))[1];
 $target{sparse} = (entry_ids('sparse', '101'))[3];    # the UPDATE entry, first of block 2
 $target{nullblock} = block_first_entry('nullblock', '101', 2);
 $target{crosslist} = block_first_entry('crosslist', '101', 1);
+$target{nullid} = (entry_ids('nullid', '101'))[1];
 $target{nulllast} = block_first_entry('nulllast', '102', 3);
 # far beyond the ids in use: verify finds entries by sorting, not by a table
 # indexed by id, when ids are this sparse
@@ -340,6 +341,11 @@ my %tamper = (
 		'ALTER TABLE autora.ledger_blocks ALTER entry_ids DROP NOT NULL, ALTER seal_xip DROP NOT NULL',
 		"UPDATE autora.ledger_blocks SET entry_ids = NULL, seal_xip = NULL WHERE tenant_id = '101' AND block_no = 2"
 	],
+	nullid => [
+		'SET LOCAL session_replication_role = replica',
+		'ALTER TABLE autora.ledger ALTER id DROP NOT NULL',
+		"UPDATE autora.ledger SET id = NULL WHERE id = $target{nullid}"
+	],
 	# a NULL in the last seal round's horizon (no constraint to drop for that)
 	nulllast => [
 		"UPDATE autora.ledger_blocks SET seal_xip = '{NULL}' WHERE block_id = (SELECT max(block_id) FROM autora.ledger_blocks)"
@@ -452,6 +458,8 @@ detected('farforged', $target{farforged}, qr/\b$target{farforged}\b/,
 detected('farduplicate', $target{farduplicate},
 	qr/entry id $target{farduplicate} appears more than once/,
 	'a sealed entry copied, id and all, and another under a far-away id');
+# an entry without an id has no id to name: first_bad_entry is 0
+detected('nullid', 0, qr/^an entry has no id/, 'the id of a sealed entry set to NULL');
 detected('crosslist', $target{crosslist}, qr/block 1\b/,
 	"tenant 101's block 1 also lists an entry of tenant 102");
 is($node->safe_psql('crosslist', "SELECT ok FROM autora.verify() WHERE tenant_id = '102'"),

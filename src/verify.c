@@ -255,12 +255,15 @@ AppendEntryRef(EntryRefs *refs, int64 id, uint64 xid, int32 tenant)
 	refs->n++;
 }
 
+/* Comparator for qsort and bsearch of EntryRef and SlotKey: both begin with the id. */
 static int
-CompareEntryRefIds(const void *a, const void *b)
+CompareLeadingIds(const void *a, const void *b)
 {
-	int64		x = ((const EntryRef *) a)->id;
-	int64		y = ((const EntryRef *) b)->id;
+	int64		x = *(const int64 *) a;
+	int64		y = *(const int64 *) b;
 
+	StaticAssertStmt(offsetof(EntryRef, id) == 0 && offsetof(SlotKey, id) == 0,
+					 "EntryRef and SlotKey begin with the id");
 	return (x > y) - (x < y);
 }
 
@@ -386,19 +389,9 @@ CompareSlotKeys(const void *a, const void *b)
 {
 	const SlotKey *x = a;
 	const SlotKey *y = b;
+	int			by_id = CompareLeadingIds(a, b);
 
-	if (x->id != y->id)
-		return (x->id > y->id) - (x->id < y->id);
-	return (x->slot > y->slot) - (x->slot < y->slot);
-}
-
-static int
-CompareKeyIds(const void *a, const void *b)
-{
-	int64		x = ((const SlotKey *) a)->id;
-	int64		y = ((const SlotKey *) b)->id;
-
-	return (x > y) - (x < y);
+	return by_id != 0 ? by_id : (x->slot > y->slot) - (x->slot < y->slot);
 }
 
 static int
@@ -428,7 +421,7 @@ FirstSlotOf(VerifyState *vs, int64 id)
 	if (vs->by_id != NULL)
 		return vs->by_id[(uint64) id - (uint64) vs->min_id];
 	key.id = id;
-	found = bsearch(&key, vs->keys, vs->nkeys, sizeof(SlotKey), CompareKeyIds);
+	found = bsearch(&key, vs->keys, vs->nkeys, sizeof(SlotKey), CompareLeadingIds);
 	return found ? found->slot : -1;
 }
 
@@ -716,7 +709,7 @@ CheckUniqueIds(VerifyState *vs)
 	EntryRefs  *u = &vs->unsealed;
 
 	if (u->n > 0)
-		qsort(u->items, u->n, sizeof(EntryRef), CompareEntryRefIds);
+		qsort(u->items, u->n, sizeof(EntryRef), CompareLeadingIds);
 	for (int64 i = 0; i < u->n; i++)
 	{
 		EntryRef   *e = &u->items[i];
@@ -725,7 +718,7 @@ CheckUniqueIds(VerifyState *vs)
 			AppendEntryRef(&vs->duplicates, e->id, e->xid, e->tenant);
 	}
 	if (vs->duplicates.n > 0)
-		qsort(vs->duplicates.items, vs->duplicates.n, sizeof(EntryRef), CompareEntryRefIds);
+		qsort(vs->duplicates.items, vs->duplicates.n, sizeof(EntryRef), CompareLeadingIds);
 	for (int64 i = 0; i < vs->duplicates.n; i++)
 	{
 		EntryRef   *d = &vs->duplicates.items[i];

@@ -93,6 +93,23 @@ CopyHash(Datum d, uint8 out[LEDGER_HASH_LEN])
 	return true;
 }
 
+static bool
+Int8ArrayReadable(Datum d)
+{
+	ArrayType  *a = DatumGetArrayTypeP(d);
+
+	return ARR_ELEMTYPE(a) == INT8OID && !array_contains_nulls(a);
+}
+
+bool
+BlockRowReadable(const Datum *values, const bool *nulls)
+{
+	for (int c = 0; c < BLOCK_NCOLUMNS; c++)
+		if (nulls[c] && c != BC_TENANT_ID)
+			return false;
+	return Int8ArrayReadable(values[BC_ENTRY_IDS]) && Int8ArrayReadable(values[BC_SEAL_XIP]);
+}
+
 bool
 BlockRowVerifies(const Datum *values, const bool *nulls)
 {
@@ -101,9 +118,8 @@ BlockRowVerifies(const Datum *values, const bool *nulls)
 	uint8		computed[LEDGER_HASH_LEN];
 	SealHorizon h;
 
-	for (int c = 0; c < BLOCK_NCOLUMNS; c++)
-		if (nulls[c] && c != BC_TENANT_ID)
-			return false;
+	if (!BlockRowReadable(values, nulls))
+		return false;
 	hdr.tenant_id = nulls[BC_TENANT_ID] ? NULL : TextDatumGetCString(values[BC_TENANT_ID]);
 	hdr.block_no = DatumGetInt64(values[BC_BLOCK_NO]);
 	hdr.entry_count = DatumGetInt32(values[BC_ENTRY_COUNT]);

@@ -25,6 +25,13 @@ extern bool HorizonInProgress(const SealHorizon *h, uint64 xid);
 extern SealHorizon HorizonFromBlockRow(const Datum *values);
 
 /*
+ * Can a stored block row be read at all: only tenant_id may be NULL, and its
+ * arrays hold bigints, no NULLs.  The table says so, but whoever can edit the
+ * ledger can change the table too.
+ */
+extern bool BlockRowReadable(const Datum *values, const bool *nulls);
+
+/*
  * Does a stored block row hash to its stored block_hash?  False also for a
  * row too damaged to read.
  */

@@ -267,28 +267,6 @@ CompareLeadingIds(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-static bool
-Int8ArrayReadable(Datum d)
-{
-	ArrayType  *a = DatumGetArrayTypeP(d);
-
-	return ARR_ELEMTYPE(a) == INT8OID && !array_contains_nulls(a);
-}
-
-/*
- * Whether a block row can be read at all: only tenant_id may be NULL, and its
- * arrays hold bigints, no NULLs.  The table says so, but whoever can edit the
- * ledger can change the table too.
- */
-static bool
-BlockRowReadable(const Datum *values, const bool *nulls)
-{
-	for (int c = 0; c < BLOCK_NCOLUMNS; c++)
-		if (nulls[c] && c != BC_TENANT_ID)
-			return false;
-	return Int8ArrayReadable(values[BC_ENTRY_IDS]) && Int8ArrayReadable(values[BC_SEAL_XIP]);
-}
-
 /* Pass 1: collect the blocks of the wanted chains and the last horizon. */
 static void
 ScanBlocks(VerifyState *vs, Relation blocks, Snapshot snap)
@@ -318,17 +296,17 @@ ScanBlocks(VerifyState *vs, Relation blocks, Snapshot snap)
 		MemoryContextReset(per_row);
 		MemoryContextSwitchTo(per_row);
 		readable = BlockRowReadable(values, nulls);
-		MemoryContextSwitchTo(outer);
-
 		block_id = nulls[BC_BLOCK_ID] ? PG_INT64_MAX : DatumGetInt64(values[BC_BLOCK_ID]);
 		if (block_id > vs->last_block_id)
 		{
 			vs->last_block_id = block_id;
 			vs->last_block_id_null = nulls[BC_BLOCK_ID];
-			vs->last_intact = readable && BlockRowVerifies(values, nulls);
+			vs->last_intact = BlockRowVerifies(values, nulls);
+			MemoryContextSwitchTo(outer);
 			if (vs->last_intact)
 				vs->last = HorizonFromBlockRow(values);
 		}
+		MemoryContextSwitchTo(outer);
 
 		tenant = nulls[BC_TENANT_ID] ? NULL : TextDatumGetCString(values[BC_TENANT_ID]);
 		if (!TenantWanted(vs, tenant))

@@ -473,6 +473,9 @@ detected('nullblock', $target{nullblock}, qr/block 2 is unreadable: NULL fields/
 	  or diag("verify('102'): ok=$ok first_bad=$bad detail=$detail");
 	($ok) = verify('nulllast', '101');
 	is($ok, 't', 'nulllast: tenant 101, all of whose entries are sealed, still verifies');
+	my ($rc, $err) = sql_error($node, 'nulllast', 'SELECT autora.seal()');
+	like($err, qr/XX001.*last ledger block .* was altered/s,
+		'nulllast: the sealer refuses to seal on top of it as an altered block (XX001)');
 }
 detected('sparse', $target{sparse}, qr/\b$target{sparse}\b/,
 	'a sealed entry changed, in chains whose ids lie far apart');

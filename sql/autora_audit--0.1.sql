@@ -221,7 +221,7 @@ AS 'MODULE_PATHNAME', 'autora_check_key' LANGUAGE C STRICT;
 
 CREATE FUNCTION autora.add_key(kid text, alg text, key text)
 RETURNS void LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, autora, pg_temp AS $$
+SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF kid IS NULL OR kid = '' OR alg IS NULL OR key IS NULL THEN
         RAISE EXCEPTION 'kid, alg and key are required'
@@ -236,7 +236,7 @@ $$;
 
 CREATE FUNCTION autora.revoke_key(kid text)
 RETURNS void LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, autora, pg_temp AS $$
+SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     UPDATE autora.keys k SET revoked_at = now() WHERE k.kid = revoke_key.kid AND revoked_at IS NULL;
     IF NOT FOUND THEN
@@ -293,7 +293,7 @@ RETURN 'chain_seq_' || pg_catalog.substr(pg_catalog.encode(
 CREATE FUNCTION autora.add_tenant(tenant_id text, group_id text DEFAULT NULL,
                                   name text DEFAULT NULL)
 RETURNS void LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, autora, pg_temp AS $$
+SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF tenant_id IS NULL OR tenant_id = '' THEN
         RAISE EXCEPTION 'tenant id must not be empty'
@@ -340,15 +340,20 @@ CREATE FUNCTION autora.protect(tbl regclass, tenant_column name DEFAULT NULL,
                                pii_columns name[] DEFAULT '{}',
                                exclude_columns name[] DEFAULT '{}')
 RETURNS void AS 'MODULE_PATHNAME', 'autora_protect'
-LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, autora, pg_temp;
+LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
 CREATE FUNCTION autora.unprotect(tbl regclass, reason text)
 RETURNS void AS 'MODULE_PATHNAME', 'autora_unprotect'
-LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, autora, pg_temp;
+LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+-- The registry is written only by autora's own code (the guards refuse
+-- any other write, superusers included).
+CREATE FUNCTION autora._register_schema(schema name, tenant_column name) RETURNS void
+AS 'MODULE_PATHNAME', 'autora_register_schema' LANGUAGE C STRICT;
 
 CREATE FUNCTION autora.protect_schema(schema name, tenant_column name DEFAULT NULL)
 RETURNS integer LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, autora, pg_temp AS $$
+SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     col name := coalesce(tenant_column, current_setting('autora.tenant_column')::name);
     rel regclass;
@@ -358,8 +363,7 @@ BEGIN
         RAISE EXCEPTION 'schema "%" does not exist', schema
             USING ERRCODE = '3F000', HINT = 'Create the schema first, or check the spelling.';
     END IF;
-    INSERT INTO autora.protected_schemas AS p VALUES (schema, col)
-    ON CONFLICT (schema_name) DO UPDATE SET tenant_column = EXCLUDED.tenant_column;
+    PERFORM autora._register_schema(schema, col);
     FOR rel IN
         SELECT c.oid::regclass
           FROM pg_class c
@@ -377,13 +381,13 @@ $$;
 
 CREATE FUNCTION autora._protect_partitions(rel regclass) RETURNS boolean
 AS 'MODULE_PATHNAME', 'autora_protect_partitions'
-LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, autora, pg_temp;
+LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
 -- Protects tables created later in a schema registered with protect_schema,
 -- and new or attached partitions of protected partitioned tables.
 CREATE FUNCTION autora._protect_new_tables() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, autora, pg_temp AS $$
+SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     cmd record;
     col name;
@@ -412,6 +416,9 @@ $$;
 CREATE EVENT TRIGGER autora_protect_new_tables ON ddl_command_end
     WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE')
     EXECUTE FUNCTION autora._protect_new_tables();
+-- also under session_replication_role = replica: new partitions get their
+-- row triggers from it
+ALTER EVENT TRIGGER autora_protect_new_tables ENABLE ALWAYS;
 
 CREATE VIEW autora.protected_tables AS
 SELECT p.relid,
@@ -422,9 +429,17 @@ SELECT p.relid,
        p.exclude_columns,
        c.relrowsecurity AS rls_enabled,
        c.relforcerowsecurity AS rls_forced,
-       EXISTS (SELECT FROM pg_trigger t
-                WHERE t.tgrelid = c.oid AND t.tgenabled = 'A'
-                  AND t.tgfoid = 'autora.capture_row()'::regprocedure) AS capture_enabled,
+       -- every member of the tree that holds rows has the capture trigger, enabled
+       NOT EXISTS (WITH RECURSIVE tree(relid) AS (
+                       SELECT c.oid
+                       UNION ALL
+                       SELECT i.inhrelid FROM pg_inherits i JOIN tree ON i.inhparent = tree.relid)
+                   SELECT FROM tree JOIN pg_class m ON m.oid = tree.relid
+                    WHERE m.relkind <> 'p'
+                      AND NOT EXISTS (SELECT FROM pg_trigger t
+                                       WHERE t.tgrelid = m.oid AND t.tgenabled = 'A'
+                                         AND t.tgfoid = 'autora.capture_row()'::regprocedure))
+           AS capture_enabled,
        p.protected_at,
        p.protected_by
   FROM autora.protected p
@@ -477,9 +492,10 @@ GRANT EXECUTE ON FUNCTION autora.tenant(), autora.actor(), autora.actor_role(),
                           autora.log_event(text, text, text, jsonb),
                           autora._chain_seq_name(text)
       TO PUBLIC;
-GRANT EXECUTE ON FUNCTION autora.capture_row(), autora.capture_truncate(),
-                          autora.stamp_tenant(), autora.flush_entries()
-      TO PUBLIC;
+-- The trigger functions are not executable by PUBLIC: PostgreSQL checks
+-- EXECUTE when a trigger is created, so nobody attaches them to a table of
+-- their own (protect() creates them as the extension owner; partitions get
+-- theirs cloned by PostgreSQL).  They act only on registered tables anyway.
 -- Application roles do not see the list of stores (set_context reads it
 -- from C); role definitions are not sensitive.
 GRANT SELECT ON autora.actor_roles TO PUBLIC;

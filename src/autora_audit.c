@@ -17,6 +17,7 @@
 #include "context.h"
 #include "guard.h"
 #include "ledger.h"
+#include "registry.h"
 #include "relinfo.h"
 #include "scope.h"
 #include "sealer.h"
@@ -105,6 +106,7 @@ _PG_init(void)
 
 	DefineConfiguration();
 
+	RegistryInit();
 	RelInfoInit();
 	LedgerInit();
 	WriterInit();

@@ -75,7 +75,30 @@ PushNumeric(JsonbParseState **state, Numeric n)
 	pushJsonbValue(state, WJB_VALUE, &v);
 }
 
-/* A column value as to_jsonb() would render it (timestamps in UTC). */
+/*
+ * Does json text hold the escape \u0000?  jsonb has no such character, so
+ * to_jsonb() would fail on it, and with it every write of the row.
+ */
+static bool
+HasNulEscape(const char *text)
+{
+	for (const char *p = text; *p; p++)
+	{
+		if (*p != '\\')
+			continue;
+		if (p[1] == 'u' && strncmp(p + 2, "0000", 4) == 0)
+			return true;
+		if (p[1] != '\0')
+			p++;				/* the escaped character */
+	}
+	return false;
+}
+
+/*
+ * A column value as to_jsonb() would render it (timestamps in UTC).  A value
+ * holding json with \u0000, which jsonb cannot represent, is recorded as
+ * the string of its text form instead.
+ */
 static void
 PushColumnValue(JsonbParseState **state, CapturedColumn *col, Datum value, bool isnull)
 {
@@ -87,6 +110,20 @@ PushColumnValue(JsonbParseState **state, CapturedColumn *col, Datum value, bool 
 		v.type = jbvNull;
 		pushJsonbValue(state, WJB_VALUE, &v);
 		return;
+	}
+	if (col->holds_json)
+	{
+		text = OutputFunctionCall(&col->output, value);
+		if (col->kind == COLJSON_JSON ? HasNulEscape(text) : strstr(text, "u0000") != NULL)
+		{
+			PushString(state, WJB_VALUE, text);
+			return;
+		}
+		if (col->kind == COLJSON_JSON)
+		{
+			PushJsonb(state, DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text))));
+			return;
+		}
 	}
 	switch (col->kind)
 	{
@@ -293,14 +330,18 @@ RequireTrigger(FunctionCallInfo fcinfo, const char *funcname)
 				 errhint("Attach it with autora.protect() rather than calling it directly.")));
 }
 
-/* A written row must belong to the context's store, when there is one. */
+/*
+ * A row written under a context must belong to the context's store, also
+ * for roles that bypass row level security; a context without a store (a
+ * platform actor) writes no store's rows.
+ */
 static void
 RequireContextTenant(RelInfo *info, const char *row_tenant)
 {
 	const AutoraContext *ctx = ContextCurrent();
 
-	if (row_tenant != NULL && ctx->present && ctx->tenant != NULL &&
-		strcmp(row_tenant, ctx->tenant) != 0)
+	if (row_tenant != NULL && ctx->present &&
+		(ctx->tenant == NULL || strcmp(row_tenant, ctx->tenant) != 0))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("row of \"%s\" does not belong to the context tenant", info->name),
@@ -350,7 +391,7 @@ autora_capture_row(PG_FUNCTION_ARGS)
 				 errmsg("capture_row: must be fired AFTER ... FOR EACH ROW")));
 
 	desc = RelationGetDescr(trigdata->tg_relation);
-	info = RelInfoGet(trigdata->tg_relation, trigdata->tg_trigger);
+	info = RelInfoGet(trigdata->tg_relation);
 
 	if (TRIGGER_FIRED_BY_INSERT(event))
 	{
@@ -387,12 +428,12 @@ autora_capture_row(PG_FUNCTION_ARGS)
 	}
 
 	rec.tenant_id = newtup ? TenantOfRow(info, newv, newn) : TenantOfRow(info, oldv, oldn);
+	RequireContextTenant(info, rec.tenant_id);
 	if (oldtup && newtup)
 	{
 		bool	   *changed = palloc(sizeof(bool) * Max(info->ncolumns, 1));
 
 		RequireSameTenant(info, TenantOfRow(info, oldv, oldn), rec.tenant_id);
-		RequireContextTenant(info, rec.tenant_id);
 		rec.changed = ChangedColumns(info, oldv, oldn, newv, newn, changed);
 		if (rec.changed == NULL && autora_skip_noop_updates)
 			return PointerGetDatum(NULL);
@@ -449,7 +490,7 @@ autora_stamp_tenant(PG_FUNCTION_ARGS)
 				 errmsg("stamp_tenant: must be fired BEFORE INSERT ... FOR EACH ROW")));
 
 	rel = trigdata->tg_relation;
-	info = RelInfoGet(rel, trigdata->tg_trigger);
+	info = RelInfoGet(rel);
 	attnum = info->tenant_attnum;
 	tuple = trigdata->tg_trigtuple;
 	value = heap_getattr(tuple, attnum, RelationGetDescr(rel), &isnull);
@@ -474,6 +515,9 @@ autora_stamp_tenant(PG_FUNCTION_ARGS)
 							ctx->tenant, get_attname(RelationGetRelid(rel), attnum, false), info->name),
 					 errdetail("Tenant ids must be written in the column type's own text form, e.g. 101 for bigint."),
 					 errhint("Use a tenant whose id fits the column, or register ids in that form.")));
+		/* the column's own input: a domain's checks, a varchar's length */
+		value = InputFunctionCall(&info->tenant_input, ctx->tenant, info->tenant_ioparam,
+								  info->tenant_typmod);
 		cols[0] = attnum;
 		tuple = heap_modify_tuple_by_cols(tuple, RelationGetDescr(rel), 1, cols, &value, &replnull);
 		return PointerGetDatum(tuple);
@@ -561,7 +605,7 @@ autora_capture_truncate(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("capture_truncate: must be fired BEFORE TRUNCATE")));
 
-	info = RelInfoGet(trigdata->tg_relation, trigdata->tg_trigger);
+	info = RelInfoGet(trigdata->tg_relation);
 	if (!autora_allow_truncate)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),

@@ -39,10 +39,12 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/indexing.h"
+#include "catalog/pg_policy.h"
 #include "catalog/pg_trigger.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "commands/defrem.h"
+#include "commands/tablespace.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
@@ -55,13 +57,16 @@
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "tcop/pquery.h"
+#include "utils/portal.h"
 #include "utils/snapmgr.h"
 
 #include "autora_audit.h"
 #include "context.h"
 #include "guard.h"
-#include "relinfo.h"
 #include "ledger.h"
+#include "protected_ddl.h"
+#include "registry.h"
 #include "sealer.h"
 #include "writer.h"
 
@@ -70,60 +75,10 @@ static ExecutorStart_hook_type prev_ExecutorStart = NULL;
 static object_access_hook_type prev_object_access_hook = NULL;
 static ExecutorCheckPerms_hook_type prev_ExecutorCheckPerms = NULL;
 static planner_hook_type prev_planner = NULL;
-
-/* relation whose autora objects protect()/unprotect() are changing */
-static Oid	allowed_relid = InvalidOid;
+static ExecutorRun_hook_type prev_ExecutorRun = NULL;
 
 /* DROP EXTENSION of an empty ledger is under way */
 static bool extension_drop_allowed = false;
-
-/*
- * Is relid the relation protect()/unprotect() is working on, or a member
- * of its partition / inheritance tree (whose cloned triggers go with it)?
- */
-static bool
-IsAllowedRelation(Oid relid)
-{
-	List	   *ancestors;
-
-	if (!OidIsValid(allowed_relid) || !OidIsValid(relid))
-		return false;
-	if (relid == allowed_relid)
-		return true;
-	ancestors = get_partition_ancestors(relid);
-	if (list_member_oid(ancestors, allowed_relid))
-		return true;
-	return has_superclass(relid) &&
-		list_member_oid(find_all_inheritors(allowed_relid, NoLock, NULL), relid);
-}
-
-void
-GuardAllowRelationBegin(Oid relid)
-{
-	allowed_relid = relid;
-}
-
-void
-GuardAllowRelationEnd(void)
-{
-	allowed_relid = InvalidOid;
-}
-
-bool
-IsAutoraTriggerFunction(Oid funcid)
-{
-	const LedgerOids *oids = LedgerGetOids(true);
-	char	   *name;
-	bool		result;
-
-	if (oids == NULL || get_func_namespace(funcid) != oids->namespace)
-		return false;
-	name = get_func_name(funcid);
-	result = name != NULL &&
-		(strcmp(name, "capture_row") == 0 || strcmp(name, "capture_truncate") == 0 ||
-		 strcmp(name, "stamp_tenant") == 0 || strcmp(name, "flush_entries") == 0);
-	return result;
-}
 
 /* --- refusals ------------------------------------------------------------- */
 
@@ -138,17 +93,6 @@ RefuseLedger(const char *action, Oid relid)
 }
 
 static void
-RefuseTrigger(const char *action, const char *trigger, Oid relid)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("%s of autora trigger %s on protected table \"%s\" is not allowed",
-					action, trigger ? trigger : "(all)", get_rel_name(relid)),
-			 errdetail("Audit capture and tenant stamping of a protected table cannot be switched off."),
-			 errhint("Use autora.unprotect(table, reason), which is recorded in the ledger.")));
-}
-
-static void
 RefuseExtension(const char *action)
 {
 	ereport(ERROR,
@@ -158,7 +102,76 @@ RefuseExtension(const char *action)
 			 errhint("Keep the extension installed: the ledger cannot be dropped while it holds entries.")));
 }
 
+/* Loading data into a ledger relation: the one legitimate case is a restore. */
+static void
+RefuseLedgerLoad(const char *action, Oid relid)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("%s of ledger relation \"%s\" is not allowed", action, get_rel_name(relid)),
+			 errdetail("The autora audit ledger is append-only for every role, superusers included; only an empty ledger relation may be loaded, by a restore."),
+			 errhint("To restore a dump, a superuser runs the restore with autora.restore_mode = on (PGOPTIONS='-c autora.restore_mode=on'), into a database whose ledger is empty.")));
+}
+
+/* The registry of protected tables changes only through protect()/unprotect(). */
+static void
+RefuseRegistry(const char *action, Oid relid)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("%s of \"%s\" is not allowed", action, get_rel_name(relid)),
+			 errdetail("The registry of protected tables decides which tables are protected; a direct change would remove protection without a record."),
+			 errhint("Use autora.protect() or autora.unprotect(table, reason), which are recorded in the ledger.")));
+}
+
 /* --- lookups -------------------------------------------------------------- */
+
+static bool
+IsRegistryRelation(Oid relid)
+{
+	const LedgerOids *oids;
+
+	if (!OidIsValid(relid) || (oids = LedgerGetOids(true)) == NULL)
+		return false;
+	return relid == oids->registry || relid == oids->registry_schemas;
+}
+
+/* Do the ledger relations (or their indexes) sit in this tablespace? */
+static bool
+LedgerInTablespace(Oid tablespace, List *roles)
+{
+	const LedgerOids *oids = LedgerGetOids(true);
+	Oid			rels[4];
+
+	if (oids == NULL)
+		return false;
+	rels[0] = oids->ledger;
+	rels[1] = oids->blocks;
+	rels[2] = oids->vault;
+	rels[3] = oids->vault_key;
+	for (int i = 0; i < lengthof(rels); i++)
+	{
+		Relation	rel = relation_open(rels[i], AccessShareLock);
+		List	   *indexes = RelationGetIndexList(rel);
+		ListCell   *lc;
+		bool		owned = roles == NIL;
+
+		foreach(lc, roles)
+			owned |= get_rolespec_oid(lfirst(lc), true) == rel->rd_rel->relowner;
+		relation_close(rel, AccessShareLock);
+		if (!owned)
+			continue;
+		indexes = lappend_oid(indexes, rels[i]);
+		foreach(lc, indexes)
+		{
+			Oid			space = get_rel_tablespace(lfirst_oid(lc));
+
+			if ((OidIsValid(space) ? space : MyDatabaseTableSpace) == tablespace)
+				return true;
+		}
+	}
+	return false;
+}
 
 static Oid
 RelidOf(RangeVar *rv)
@@ -170,51 +183,6 @@ static Oid
 RelidOfNames(List *names)
 {
 	return RelidOf(makeRangeVarFromNameList(names));
-}
-
-static bool
-IsProtected(Oid relid)
-{
-	return OidIsValid(relid) && get_rel_relkind(relid) != '\0' && RelIsProtected(relid);
-}
-
-/* Policies that autora.protect() creates are named autora_*. */
-static bool
-IsAutoraPolicy(Oid relid, const char *policy)
-{
-	return policy != NULL && strncmp(policy, "autora_", 7) == 0 &&
-		!IsAllowedRelation(relid) && IsProtected(relid);
-}
-
-static void
-RefusePolicy(const char *action, const char *what, Oid relid)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("%s %s on protected table \"%s\" is not allowed", action, what, get_rel_name(relid)),
-			 errdetail("Row level security keeps each store's rows to its own sessions."),
-			 errhint("Use autora.unprotect(table, reason), which is recorded in the ledger.")));
-}
-
-static bool
-IsAutoraTrigger(Oid relid, const char *trigname)
-{
-	Relation	rel;
-	bool		result = false;
-
-	if (!OidIsValid(relid) || trigname == NULL || get_rel_relkind(relid) == '\0')
-		return false;
-	rel = relation_open(relid, AccessShareLock);
-	if (rel->trigdesc != NULL)
-		for (int i = 0; i < rel->trigdesc->numtriggers; i++)
-		{
-			Trigger    *t = &rel->trigdesc->triggers[i];
-
-			if (strcmp(t->tgname, trigname) == 0 && IsAutoraTriggerFunction(t->tgfoid))
-				result = true;
-		}
-	relation_close(rel, AccessShareLock);
-	return result;
 }
 
 static bool
@@ -298,16 +266,6 @@ RefuseAutoraObject(const char *action, const char *name)
 			 errhint("Upgrade the extension with ALTER EXTENSION autora_audit UPDATE instead.")));
 }
 
-static void
-RefuseProtectedDrop(Oid relid)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("dropping or detaching protected table \"%s\" is not allowed", get_rel_name(relid)),
-			 errdetail("Its rows would leave the ledger's view without an entry."),
-			 errhint("Remove protection first with autora.unprotect(table, reason), which is recorded in the ledger.")));
-}
-
 static bool
 IsFunctionType(ObjectType type)
 {
@@ -319,6 +277,51 @@ static bool
 IsAutoraName(const char *name, const char *expected)
 {
 	return name != NULL && strcmp(name, expected) == 0;
+}
+
+/*
+ * A DBA may index the ledger's columns for queries; an index that could
+ * fail an insert (UNIQUE, exclusion) or run code in every capture
+ * (expressions, predicates) would break or slow capture, and is refused.
+ */
+static void
+GuardLedgerIndex(IndexStmt *stmt, Oid relid)
+{
+	ListCell   *lc;
+	bool		plain = !stmt->unique && !stmt->primary && !stmt->isconstraint &&
+		stmt->excludeOpNames == NIL && stmt->whereClause == NULL;
+
+	foreach(lc, stmt->indexParams)
+		plain &= ((IndexElem *) lfirst(lc))->expr == NULL;
+	foreach(lc, stmt->indexIncludingParams)
+		plain &= ((IndexElem *) lfirst(lc))->expr == NULL;
+	if (!plain)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("this index on ledger relation \"%s\" is not allowed", get_rel_name(relid)),
+				 errdetail("A unique or exclusion index could refuse an entry, and an expression or a predicate would run in every capture."),
+				 errhint("Index plain columns, without UNIQUE, expressions or WHERE.")));
+}
+
+/* The indexes the extension's script creates: the sealer and verify need them. */
+static bool
+IsLedgerOwnIndex(Oid relid)
+{
+	static const char *const own[] = {
+		"ledger_id_xid_idx", "ledger_blocks_pkey", "ledger_blocks_chain_key",
+		"pii_vault_entry_idx", "vault_key_pkey"
+	};
+	const LedgerOids *oids = LedgerGetOids(true);
+	char	   *name;
+
+	if (oids == NULL || get_rel_relkind(relid) != RELKIND_INDEX ||
+		get_rel_namespace(relid) != oids->namespace)
+		return false;
+	name = get_rel_name(relid);
+	for (int i = 0; i < lengthof(own); i++)
+		if (strcmp(name, own[i]) == 0)
+			return true;
+	return false;
 }
 
 /* --- utility commands ----------------------------------------------------- */
@@ -342,12 +345,14 @@ GuardDrop(DropStmt *stmt)
 				{
 					Oid			relid = RelidOfNames((List *) object);
 
+					/* a DBA's own index on the ledger may go again */
+					if (stmt->removeType == OBJECT_INDEX && IsLedgerRelation(relid) &&
+						!IsLedgerOwnIndex(relid))
+						break;
 					if (IsLedgerRelation(relid))
 						RefuseLedger("DROP", relid);
 					if (RelationInAutoraSchema(relid))
 						RefuseAutoraObject("DROP", get_rel_name(relid));
-					if (IsProtected(relid))
-						RefuseProtectedDrop(relid);
 					break;
 				}
 			case OBJECT_FUNCTION:
@@ -357,28 +362,6 @@ GuardDrop(DropStmt *stmt)
 				if (FunctionInAutoraSchema(stmt->removeType, (ObjectWithArgs *) object))
 					RefuseAutoraObject("DROP", NameListToString(((ObjectWithArgs *) object)->objname));
 				break;
-			case OBJECT_TRIGGER:
-				{
-					List	   *names = (List *) object;
-					char	   *trigname = strVal(llast(names));
-					Oid			relid = RelidOfNames(list_truncate(list_copy(names),
-																   list_length(names) - 1));
-
-					if (!IsAllowedRelation(relid) && IsAutoraTrigger(relid, trigname))
-						RefuseTrigger("DROP", trigname, relid);
-					break;
-				}
-			case OBJECT_POLICY:
-				{
-					List	   *names = (List *) object;
-					char	   *policy = strVal(llast(names));
-					Oid			relid = RelidOfNames(list_truncate(list_copy(names),
-																   list_length(names) - 1));
-
-					if (IsAutoraPolicy(relid, policy))
-						RefusePolicy("DROP POLICY", policy, relid);
-					break;
-				}
 			case OBJECT_EXTENSION:
 				if (IsAutoraName(strVal(object), "autora_audit") && LedgerHasEntries())
 					RefuseExtension("DROP EXTENSION autora_audit");
@@ -418,38 +401,6 @@ GuardAlterTable(AlterTableStmt *stmt)
 	}
 	if (RelationInAutoraSchema(relid))
 		RefuseAutoraObject("ALTER", get_rel_name(relid));
-	if (IsAllowedRelation(relid) || !IsProtected(relid))
-		return;
-
-	foreach(lc, stmt->cmds)
-	{
-		AlterTableCmd *cmd = lfirst(lc);
-
-		switch (cmd->subtype)
-		{
-			/* ENABLE ALWAYS only strengthens capture (pg_restore issues it) */
-			case AT_EnableTrig:
-			case AT_EnableReplicaTrig:
-			case AT_DisableTrig:
-				if (IsAutoraTrigger(relid, cmd->name))
-					RefuseTrigger("ALTER", cmd->name, relid);
-				break;
-			case AT_EnableTrigAll:
-			case AT_DisableTrigAll:
-			case AT_EnableTrigUser:
-			case AT_DisableTrigUser:
-				RefuseTrigger("ALTER", NULL, relid);
-				break;
-			case AT_DisableRowSecurity:
-				RefusePolicy("DISABLE", "ROW LEVEL SECURITY", relid);
-				break;
-			case AT_NoForceRowSecurity:
-				RefusePolicy("NO FORCE", "ROW LEVEL SECURITY", relid);
-				break;
-			default:
-				break;
-		}
-	}
 }
 
 static void
@@ -459,16 +410,6 @@ GuardRename(RenameStmt *stmt)
 
 	switch (stmt->renameType)
 	{
-		case OBJECT_TRIGGER:
-			relid = RelidOf(stmt->relation);
-			if (!IsAllowedRelation(relid) && IsAutoraTrigger(relid, stmt->subname))
-				RefuseTrigger("RENAME", stmt->subname, relid);
-			break;
-		case OBJECT_POLICY:
-			relid = RelidOf(stmt->relation);
-			if (IsAutoraPolicy(relid, stmt->subname))
-				RefusePolicy("ALTER POLICY", stmt->subname, relid);
-			break;
 		case OBJECT_SCHEMA:
 			if (IsAutoraName(stmt->subname, "autora") && LedgerGetOids(true) != NULL)
 				ereport(ERROR,
@@ -507,6 +448,8 @@ GuardUtility(Node *parsetree)
 				relid = RelidOf(lfirst(lc));
 				if (IsLedgerRelation(relid))
 					RefuseLedger("TRUNCATE", relid);
+				if (IsRegistryRelation(relid))
+					RefuseRegistry("TRUNCATE", relid);
 			}
 			break;
 		case T_CopyStmt:
@@ -515,7 +458,43 @@ GuardUtility(Node *parsetree)
 
 				relid = RelidOf(stmt->relation);
 				if (stmt->is_from && IsLedgerRelation(relid) && !RestoreAllowed(relid))
-					RefuseLedger("COPY FROM", relid);
+					RefuseLedgerLoad("COPY FROM", relid);
+				if (stmt->is_from && IsRegistryRelation(relid) && !RestoreAllowed(relid))
+					RefuseRegistry("COPY FROM", relid);
+				break;
+			}
+		case T_IndexStmt:
+			{
+				IndexStmt  *stmt = (IndexStmt *) parsetree;
+
+				relid = RelidOf(stmt->relation);
+				if (IsLedgerRelation(relid))
+					GuardLedgerIndex(stmt, relid);
+				else if (RelationInAutoraSchema(relid))
+					RefuseAutoraObject("CREATE INDEX on", get_rel_name(relid));
+				break;
+			}
+		case T_CreateStatsStmt:
+			foreach(lc, ((CreateStatsStmt *) parsetree)->relations)
+			{
+				relid = IsA(lfirst(lc), RangeVar) ? RelidOf(lfirst(lc)) : InvalidOid;
+				if (IsLedgerRelation(relid))
+					RefuseLedger("CREATE STATISTICS on", relid);
+				if (RelationInAutoraSchema(relid))
+					RefuseAutoraObject("CREATE STATISTICS on", get_rel_name(relid));
+			}
+			break;
+		case T_AlterTableMoveAllStmt:
+			{
+				AlterTableMoveAllStmt *stmt = (AlterTableMoveAllStmt *) parsetree;
+				Oid			space = get_tablespace_oid(stmt->orig_tablespacename, true);
+
+				if (OidIsValid(space) && LedgerInTablespace(space, stmt->roles))
+					ereport(ERROR,
+							(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+							 errmsg("ALTER ... ALL IN TABLESPACE would move the autora ledger relations"),
+							 errdetail("The ledger relations cannot be altered, moved included."),
+							 errhint("Name the relations to move, or OWNED BY the roles whose relations move.")));
 				break;
 			}
 		case T_DropStmt:
@@ -587,18 +566,6 @@ GuardUtility(Node *parsetree)
 					RefuseLedger("CREATE TRIGGER", relid);
 				if (RelationInAutoraSchema(relid))
 					RefuseAutoraObject("CREATE TRIGGER on", get_rel_name(relid));
-				if (stmt->replace && !IsAllowedRelation(relid) &&
-					IsAutoraTrigger(relid, stmt->trigname))
-					RefuseTrigger("CREATE OR REPLACE", stmt->trigname, relid);
-				break;
-			}
-		case T_AlterPolicyStmt:
-			{
-				AlterPolicyStmt *stmt = (AlterPolicyStmt *) parsetree;
-
-				relid = RelidOf(stmt->table);
-				if (IsAutoraPolicy(relid, stmt->policy_name))
-					RefusePolicy("ALTER POLICY", stmt->policy_name, relid);
 				break;
 			}
 		case T_AlterSeqStmt:
@@ -618,6 +585,8 @@ GuardUtility(Node *parsetree)
 			relid = RelidOf(((RuleStmt *) parsetree)->relation);
 			if (IsLedgerRelation(relid))
 				RefuseLedger("CREATE RULE", relid);
+			if (RelationInAutoraSchema(relid))
+				RefuseAutoraObject("CREATE RULE on", get_rel_name(relid));
 			break;
 		case T_AlterExtensionContentsStmt:
 			if (IsAutoraName(((AlterExtensionContentsStmt *) parsetree)->extname, "autora_audit"))
@@ -629,6 +598,7 @@ GuardUtility(Node *parsetree)
 		default:
 			break;
 	}
+	ProtectedDdlCheck(parsetree);
 }
 
 static bool
@@ -686,6 +656,8 @@ autora_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	volatile bool run_read_only = readOnlyTree;
 	volatile bool dropping_extension = false;
 	volatile Oid paused_db;
+	ProtectedDdl ddl = {0};
+	MemoryContext caller_cxt = CurrentMemoryContext;
 
 	if (!IsBinaryUpgrade)
 		GuardUtility(parsetree);
@@ -713,6 +685,8 @@ autora_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	if (OidIsValid(paused_db))
 		SealerPauseDatabase(paused_db);
 
+	if (!IsBinaryUpgrade)
+		ProtectedDdlBegin(pstmt, queryString, context, &ddl);
 	PG_TRY();
 	{
 		extension_drop_allowed = dropping_extension;
@@ -723,13 +697,20 @@ autora_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 			standard_ProcessUtility(run, queryString, run_read_only, context,
 									params, queryEnv, dest, qc);
 	}
-	PG_FINALLY();
+	PG_CATCH();
 	{
 		extension_drop_allowed = false;
 		if (OidIsValid(paused_db))
 			SealerResumeDatabase(paused_db);
+		MemoryContextSwitchTo(caller_cxt);
+		ProtectedDdlFailed(&ddl);
+		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	extension_drop_allowed = false;
+	if (OidIsValid(paused_db))
+		SealerResumeDatabase(paused_db);
+	ProtectedDdlDone(&ddl);
 
 	/* the preparing session could not wake the sealer; the committer does */
 	if (IsA(parsetree, TransactionStmt) &&
@@ -738,6 +719,22 @@ autora_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 }
 
 /* --- executor ------------------------------------------------------------- */
+
+static const char *
+CommandName(CmdType type)
+{
+	return type == CMD_INSERT ? "INSERT" :
+		type == CMD_UPDATE ? "UPDATE" :
+		type == CMD_DELETE ? "DELETE" :
+		type == CMD_MERGE ? "MERGE" : "data-modifying WITH";
+}
+
+/*
+ * > 0 while a WITH HOLD cursor's query is planned or runs: its rows outlive
+ * the context, so nothing it calls may read a protected table (see
+ * autora_planner for the tables it reads itself).
+ */
+static int	held_depth = 0;
 
 static void
 autora_ExecutorStart(QueryDesc *queryDesc, int eflags)
@@ -754,15 +751,19 @@ autora_ExecutorStart(QueryDesc *queryDesc, int eflags)
 		{
 			RangeTblEntry *rte = rt_fetch(lfirst_int(lc), pstmt->rtable);
 
-			if (rte->rtekind != RTE_RELATION || !IsLedgerRelation(rte->relid))
+			if (rte->rtekind != RTE_RELATION ||
+				(!IsLedgerRelation(rte->relid) && !IsRegistryRelation(rte->relid)))
 				continue;
 			if (pstmt->commandType == CMD_INSERT && RestoreAllowed(rte->relid))
 				continue;
-			RefuseLedger(pstmt->commandType == CMD_INSERT ? "INSERT" :
-						 pstmt->commandType == CMD_UPDATE ? "UPDATE" :
-						 pstmt->commandType == CMD_DELETE ? "DELETE" :
-						 pstmt->commandType == CMD_MERGE ? "MERGE" : "data-modifying WITH",
-						 rte->relid);
+			if (IsLedgerRelation(rte->relid))
+			{
+				if (pstmt->commandType == CMD_INSERT)
+					RefuseLedgerLoad("INSERT", rte->relid);
+				RefuseLedger(CommandName(pstmt->commandType), rte->relid);
+			}
+			if (IsRegistryRelation(rte->relid) && !RegistryWriteAllowed())
+				RefuseRegistry(CommandName(pstmt->commandType), rte->relid);
 		}
 	}
 
@@ -770,6 +771,45 @@ autora_ExecutorStart(QueryDesc *queryDesc, int eflags)
 		prev_ExecutorStart(queryDesc, eflags);
 	else
 		standard_ExecutorStart(queryDesc, eflags);
+}
+
+/*
+ * A WITH HOLD cursor's rows are computed by FETCH, or all at once at commit
+ * (PersistHoldablePortal); both run its query with the cursor as the active
+ * portal.
+ */
+static void
+autora_ExecutorRun(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
+				   bool execute_once)
+{
+	volatile bool held = ActivePortal != NULL && ActivePortal->queryDesc == queryDesc &&
+		(ActivePortal->cursorOptions & CURSOR_OPT_HOLD);
+
+	if (held)
+		held_depth++;
+	PG_TRY();
+	{
+		if (prev_ExecutorRun)
+			prev_ExecutorRun(queryDesc, direction, count, execute_once);
+		else
+			standard_ExecutorRun(queryDesc, direction, count, execute_once);
+	}
+	PG_FINALLY();
+	{
+		if (held)
+			held_depth--;
+	}
+	PG_END_TRY();
+}
+
+static void
+RefuseHeldRows(Oid relid)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("WITH HOLD cursors over protected table \"%s\" are not allowed", get_rel_name(relid)),
+			 errdetail("Held rows would outlive the session context that selected them, also when a function the cursor calls reads them."),
+			 errhint("Use a cursor without HOLD inside the transaction.")));
 }
 
 /* --- permission check: no context, no access ------------------------------- */
@@ -813,7 +853,11 @@ autora_ExecutorCheckPerms(List *rangeTable, bool ereport_on_violation)
 		if (rte->rtekind == RTE_RELATION && rte->requiredPerms != 0 &&
 			(rte->relkind == RELKIND_RELATION || rte->relkind == RELKIND_PARTITIONED_TABLE) &&
 			RelIsProtected(rte->relid))
+		{
+			if (held_depth > 0)
+				RefuseHeldRows(rte->relid);
 			RequireContextFor(rte);
+		}
 	}
 	return true;
 }
@@ -830,26 +874,34 @@ static PlannedStmt *
 autora_planner(Query *parse, const char *query_string, int cursorOptions,
 			   ParamListInfo boundParams)
 {
-	PlannedStmt *result;
+	PlannedStmt *volatile result;
+	bool		held = (cursorOptions & CURSOR_OPT_HOLD) != 0;
 	ListCell   *lc;
 
-	if (prev_planner)
-		result = prev_planner(parse, query_string, cursorOptions, boundParams);
-	else
-		result = standard_planner(parse, query_string, cursorOptions, boundParams);
+	/* functions evaluated while planning (constant folding) count as the cursor's */
+	if (held)
+		held_depth++;
+	PG_TRY();
+	{
+		if (prev_planner)
+			result = prev_planner(parse, query_string, cursorOptions, boundParams);
+		else
+			result = standard_planner(parse, query_string, cursorOptions, boundParams);
+	}
+	PG_FINALLY();
+	{
+		if (held)
+			held_depth--;
+	}
+	PG_END_TRY();
 
-	if (cursorOptions & CURSOR_OPT_HOLD)
+	if (held)
 		foreach(lc, result->rtable)
 		{
 			RangeTblEntry *rte = lfirst(lc);
 
 			if (rte->rtekind == RTE_RELATION && RelIsProtected(rte->relid))
-				ereport(ERROR,
-						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-						 errmsg("WITH HOLD cursors over protected table \"%s\" are not allowed",
-								get_rel_name(rte->relid)),
-						 errdetail("Held rows would outlive the session context that selected them."),
-						 errhint("Use a cursor without HOLD inside the transaction.")));
+				RefuseHeldRows(rte->relid);
 		}
 	return result;
 }
@@ -907,9 +959,19 @@ autora_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 	{
 		Oid			relid = AutoraTriggerRelation(objectId);
 
-		if (OidIsValid(relid) && !IsAllowedRelation(relid))
+		/* a session's temporary tables must go at its end, whatever they carry */
+		if (OidIsValid(relid) && !ProtectedDdlAllowed(relid) &&
+			get_rel_persistence(relid) != RELPERSISTENCE_TEMP && IsProtected(relid))
 			RefuseProtectedDrop(relid);
 	}
+
+	/* protected tables, their tenant column and policies, however dropped */
+	if (access == OAT_DROP && (classId == RelationRelationId || classId == PolicyRelationId) &&
+		!extension_drop_allowed && !IsBinaryUpgrade && LedgerGetOids(true) != NULL)
+		ProtectedDropCheck(classId, objectId, subId);
+
+	if (access == OAT_FUNCTION_EXECUTE && !IsBinaryUpgrade)
+		ProtectedFunctionCheck(objectId);
 }
 
 void
@@ -925,4 +987,6 @@ GuardInstallHooks(void)
 	ExecutorCheckPerms_hook = autora_ExecutorCheckPerms;
 	prev_planner = planner_hook;
 	planner_hook = autora_planner;
+	prev_ExecutorRun = ExecutorRun_hook;
+	ExecutorRun_hook = autora_ExecutorRun;
 }

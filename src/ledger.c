@@ -141,6 +141,8 @@ LedgerGetOids(bool missing_ok)
 			ledger_oids.tenants = RequireRelation("tenants", nsp);
 			ledger_oids.actor_roles = RequireRelation("actor_roles", nsp);
 			ledger_oids.keys = RequireRelation("keys", nsp);
+			ledger_oids.registry = RequireRelation("protected", nsp);
+			ledger_oids.registry_schemas = RequireRelation("protected_schemas", nsp);
 			ledger_oids_state = LEDGER_PRESENT;
 		}
 		else

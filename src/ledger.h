@@ -23,6 +23,8 @@ typedef struct LedgerOids
 	Oid			tenants;
 	Oid			actor_roles;
 	Oid			keys;
+	Oid			registry;		/* autora.protected */
+	Oid			registry_schemas;	/* autora.protected_schemas */
 } LedgerOids;
 
 /* What a capture or event supplies; ledger.c adds identity, time and hash. */

@@ -13,6 +13,7 @@
 #include "postgres.h"
 
 #include "access/relation.h"
+#include "access/xact.h"
 #include "catalog/catalog.h"
 #include "catalog/namespace.h"
 #include "catalog/partition.h"
@@ -30,8 +31,9 @@
 #include "utils/rel.h"
 
 #include "autora_audit.h"
-#include "guard.h"
+#include "protected_ddl.h"
 #include "ledger.h"
+#include "registry.h"
 #include "writer.h"
 
 /* trigger names; BEFORE triggers fire in name order, so ours goes last */
@@ -79,7 +81,7 @@ ExecuteDDL(const char *sql)
 static void
 ExecuteOnRelation(Oid relid, const char *sql)
 {
-	GuardAllowRelationBegin(relid);
+	ProtectedDdlAllowBegin(relid);
 	protect_in_progress = true;
 	PG_TRY();
 	{
@@ -88,7 +90,7 @@ ExecuteOnRelation(Oid relid, const char *sql)
 	PG_FINALLY();
 	{
 		protect_in_progress = false;
-		GuardAllowRelationEnd();
+		ProtectedDdlAllowEnd();
 	}
 	PG_END_TRY();
 }
@@ -149,7 +151,8 @@ RowSecurityBeforeProtect(Oid relid, bool *enabled, bool *forced)
 
 	*enabled = *forced = false;
 	if (SPI_execute(psprintf("SELECT rls_before, force_before FROM autora.protected"
-							 " WHERE relid = %u", relid), false, 1) != SPI_OK_SELECT)
+							 " WHERE relid::pg_catalog.oid OPERATOR(pg_catalog.=) %u", relid),
+					false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "autora: reading autora.protected failed");
 	if (SPI_processed == 0)
 		return;
@@ -168,9 +171,9 @@ RemoveRowSecurity(Oid relid, bool enabled_before, bool forced_before)
 	char	   *qualified = QualifiedName(relid);
 	StringInfoData sql;
 	ListCell   *lc;
-	List	   *ours = QueryStrings(psprintf("SELECT polname FROM pg_policy WHERE polrelid = %u"
+	List	   *ours = QueryStrings(psprintf("SELECT polname FROM pg_catalog.pg_policy WHERE polrelid OPERATOR(pg_catalog.=) %u"
 											" AND polname LIKE 'autora\\_%%'", relid));
-	List	   *theirs = QueryStrings(psprintf("SELECT polname FROM pg_policy WHERE polrelid = %u"
+	List	   *theirs = QueryStrings(psprintf("SELECT polname FROM pg_catalog.pg_policy WHERE polrelid OPERATOR(pg_catalog.=) %u"
 											  " AND polname NOT LIKE 'autora\\_%%'", relid));
 
 	initStringInfo(&sql);
@@ -225,10 +228,10 @@ ApplyRowSecurity(Oid relid, const char *column)
 	own = psprintf("%s = (SELECT autora._own_%s())", col, kind);
 
 	RowSecurityState(relid, &enabled, &forced);
-	had_base = QueryStrings(psprintf("SELECT polname FROM pg_policy WHERE polrelid = %u"
+	had_base = QueryStrings(psprintf("SELECT polname FROM pg_catalog.pg_policy WHERE polrelid OPERATOR(pg_catalog.=) %u"
 									 " AND polname = 'autora_base'", relid)) != NIL;
 	RemoveRowSecurity(relid, true, true);
-	permissive = QueryStrings(psprintf("SELECT polname FROM pg_policy WHERE polrelid = %u"
+	permissive = QueryStrings(psprintf("SELECT polname FROM pg_catalog.pg_policy WHERE polrelid OPERATOR(pg_catalog.=) %u"
 									   " AND polpermissive", relid));
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "ALTER TABLE %s ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;",
@@ -250,41 +253,64 @@ ApplyRowSecurity(Oid relid, const char *column)
 	ExecuteOnRelation(relid, sql.data);
 }
 
-/* The row triggers: stamping and capture (cloned to partitions by PostgreSQL). */
+/*
+ * The row triggers: stamping and capture.  They take no arguments: their
+ * configuration is the registry's (src/registry.c).  A partitioned table
+ * gets none: PostgreSQL would clone them to each new partition as the user
+ * creating it, who may not execute autora's trigger functions; ProtectPartitions
+ * gives each partition its own, from the event trigger.
+ */
 static char *
-RowTriggersSQL(const char *qualified, const char *args)
+RowTriggersSQL(const char *qualified)
 {
 	return psprintf("CREATE TRIGGER " STAMP_TRIGGER " BEFORE INSERT ON %s"
-					" FOR EACH ROW EXECUTE FUNCTION autora.stamp_tenant(%s);"
+					" FOR EACH ROW EXECUTE FUNCTION autora.stamp_tenant();"
 					"CREATE TRIGGER " CAPTURE_TRIGGER " AFTER INSERT OR UPDATE OR DELETE ON %s"
-					" FOR EACH ROW EXECUTE FUNCTION autora.capture_row(%s);"
+					" FOR EACH ROW EXECUTE FUNCTION autora.capture_row();"
 					"ALTER TABLE %s ENABLE ALWAYS TRIGGER " STAMP_TRIGGER ","
 					" ENABLE ALWAYS TRIGGER " CAPTURE_TRIGGER ";",
-					qualified, args, qualified, args, qualified);
+					qualified, qualified, qualified);
 }
 
 /* The statement triggers: TRUNCATE and flush (never cloned to partitions). */
 static char *
-StatementTriggersSQL(const char *qualified, const char *args)
+StatementTriggersSQL(const char *qualified)
 {
 	return psprintf("CREATE TRIGGER " TRUNCATE_TRIGGER " BEFORE TRUNCATE ON %s"
-					" FOR EACH STATEMENT EXECUTE FUNCTION autora.capture_truncate(%s);"
+					" FOR EACH STATEMENT EXECUTE FUNCTION autora.capture_truncate();"
 					"CREATE TRIGGER " FLUSH_TRIGGER " AFTER INSERT OR UPDATE OR DELETE ON %s"
 					" FOR EACH STATEMENT EXECUTE FUNCTION autora.flush_entries();"
 					"ALTER TABLE %s ENABLE ALWAYS TRIGGER " TRUNCATE_TRIGGER ","
 					" ENABLE ALWAYS TRIGGER " FLUSH_TRIGGER ";",
-					qualified, args, qualified, qualified);
+					qualified, qualified, qualified);
+}
+
+/* Row triggers go on relations that hold rows, not on partitioned tables. */
+static bool
+NeedsRowTriggers(Oid relid)
+{
+	return get_rel_relkind(relid) != RELKIND_PARTITIONED_TABLE;
+}
+
+/* Has the relation the autora read policy (ApplyRowSecurity ran on it)? */
+static bool
+HasAutoraPolicies(Oid relid)
+{
+	return QueryStrings(psprintf("SELECT polname FROM pg_catalog.pg_policy WHERE polrelid"
+								 " OPERATOR(pg_catalog.=) %u AND polname OPERATOR(pg_catalog.=)"
+								 " 'autora_read'", relid)) != NIL;
 }
 
 /*
- * Partitions and inheritance children can be queried directly.  PostgreSQL
- * clones row triggers to partitions, but not to inheritance children, and
- * neither policies nor statement triggers to either: each member of the
- * tree gets its own policies, TRUNCATE and flush triggers, and inheritance
- * children the row triggers too.
+ * Partitions and inheritance children can be queried directly, and PostgreSQL
+ * gives them neither the policies nor the statement triggers of their parent:
+ * each member of the tree gets its own policies, TRUNCATE and flush triggers,
+ * and, when it holds rows, its own row triggers (see RowTriggersSQL).  With
+ * only_new, members that have them already are left alone (the event trigger
+ * calls this after every ALTER TABLE of a member).
  */
 static void
-ProtectPartitions(Oid root, const char *column, const char *args)
+ProtectPartitions(Oid root, const char *column, bool only_new)
 {
 	List	   *members = find_all_inheritors(root, ShareRowExclusiveLock, NULL);
 	ListCell   *lc;
@@ -296,12 +322,13 @@ ProtectPartitions(Oid root, const char *column, const char *args)
 
 		if (member == root)
 			continue;
-		ApplyRowSecurity(member, column);
+		if (!only_new || !HasAutoraPolicies(member))
+			ApplyRowSecurity(member, column);
 		qualified = QualifiedName(member);
-		if (!get_rel_relispartition(member) && !HasTrigger(member, CAPTURE_TRIGGER))
-			ExecuteOnRelation(member, RowTriggersSQL(qualified, args));
+		if (NeedsRowTriggers(member) && !HasTrigger(member, CAPTURE_TRIGGER))
+			ExecuteOnRelation(member, RowTriggersSQL(qualified));
 		if (!HasTrigger(member, TRUNCATE_TRIGGER))
-			ExecuteOnRelation(member, StatementTriggersSQL(qualified, args));
+			ExecuteOnRelation(member, StatementTriggersSQL(qualified));
 	}
 }
 
@@ -324,23 +351,16 @@ UnprotectPartitions(Oid root)
 		if (HasTrigger(member, FLUSH_TRIGGER))
 			ExecuteOnRelation(member, psprintf("DROP TRIGGER " FLUSH_TRIGGER " ON %s;",
 											   QualifiedName(member)));
-		if (!get_rel_relispartition(member) && HasTrigger(member, CAPTURE_TRIGGER))
+		if (HasTrigger(member, CAPTURE_TRIGGER))
 			ExecuteOnRelation(member, psprintf("DROP TRIGGER " STAMP_TRIGGER " ON %s;"
 											   "DROP TRIGGER " CAPTURE_TRIGGER " ON %s;",
 											   QualifiedName(member), QualifiedName(member)));
 	}
 }
 
-static char *
-TriggerArguments(const char *tenant_column, const char *pii, const char *excluded)
-{
-	return psprintf("%s, %s, %s", quote_literal_cstr(tenant_column),
-					quote_literal_cstr(pii), quote_literal_cstr(excluded));
-}
-
 /*
  * Checks that each name of a name[] argument is a column of the table, and
- * returns the argument as a text[] literal for the trigger arguments.
+ * returns the argument as a name[] literal for the registry.
  */
 static char *
 ColumnListArgument(Oid relid, ArrayType *arr, const char *what,
@@ -428,6 +448,13 @@ RequireProtectableTable(Relation rel)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("temporary table \"%s\" cannot be protected", RelationGetRelationName(rel))));
+	/* a crash empties an unlogged table: its rows would vanish without entries */
+	if (rel->rd_rel->relpersistence == RELPERSISTENCE_UNLOGGED)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("unlogged table \"%s\" cannot be protected", RelationGetRelationName(rel)),
+				 errdetail("A crash empties an unlogged table, and its rows would vanish without ledger entries."),
+				 errhint("Make it logged first: ALTER TABLE %s SET LOGGED.", RelationGetRelationName(rel))));
 	if (RelationGetNamespace(rel) == LedgerGetOids(false)->namespace ||
 		IsCatalogRelation(rel))
 		ereport(ERROR,
@@ -505,6 +532,45 @@ RecordTableEvent(const char *event, const char *qualified, Jsonb *metadata)
 	WriterFlushAll();
 }
 
+/*
+ * Opens the table a protect()/unprotect() argument names: an OID with no
+ * relation behind it (autora.protect(0)) is the caller's mistake, not an
+ * internal error.
+ */
+static Relation
+OpenTableArgument(FunctionCallInfo fcinfo, const char *what)
+{
+	Relation	rel;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("table to %s must not be NULL", what)));
+	rel = try_relation_open(PG_GETARG_OID(0), ShareRowExclusiveLock);
+	if (rel == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", PG_GETARG_OID(0)),
+				 errhint("Name the table, e.g. autora.%s('public.customers'%s).", what,
+						 strcmp(what, "unprotect") == 0 ? ", 'reason'" : "")));
+	return rel;
+}
+
+/* A member of a protected tree is protected with its root, not on its own. */
+static void
+RequireNotMember(Relation rel)
+{
+	Oid			root = RegistryRootOf(RelationGetRelid(rel));
+
+	if (OidIsValid(root) && root != RelationGetRelid(rel))
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is protected as a member of protected table \"%s\"",
+						RelationGetRelationName(rel), get_rel_name(root)),
+				 errdetail("Partitions and inheritance children share the protection of their protected ancestor."),
+				 errhint("Call autora.protect() or autora.unprotect() on \"%s\".", get_rel_name(root))));
+}
+
 PG_FUNCTION_INFO_V1(autora_protect);
 Datum
 autora_protect(PG_FUNCTION_ARGS)
@@ -515,20 +581,17 @@ autora_protect(PG_FUNCTION_ARGS)
 	char	   *pii;
 	char	   *excluded;
 	char	   *qualified;
-	char	   *args;
 	StringInfoData sql;
 	bool		rls_before;
 	bool		force_before;
+	Oid			argtypes[7] = {OIDOID, NAMEOID, TEXTOID, TEXTOID, TEXTOID, BOOLOID, BOOLOID};
+	Datum		values[7];
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("table to protect must not be NULL")));
-	relid = PG_GETARG_OID(0);
+	rel = OpenTableArgument(fcinfo, "protect");
+	relid = RelationGetRelid(rel);
 	tenant_column = PG_ARGISNULL(1) ? autora_tenant_column : NameStr(*PG_GETARG_NAME(1));
-
-	rel = relation_open(relid, ShareRowExclusiveLock);
 	RequireProtectableTable(rel);
+	RequireNotMember(rel);
 	/* kept from the first protect() only (see the ON CONFLICT below) */
 	rls_before = rel->rd_rel->relrowsecurity;
 	force_before = rel->rd_rel->relforcerowsecurity;
@@ -540,32 +603,37 @@ autora_protect(PG_FUNCTION_ARGS)
 	qualified = QualifiedName(relid);
 	relation_close(rel, NoLock);
 
-	args = TriggerArguments(tenant_column, pii, excluded);
-
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "autora: SPI_connect failed");
 
-	/* re-protecting replaces the triggers, so new options take effect */
+	/* registered first: the triggers created below act only on registered tables */
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = DirectFunctionCall1(namein, CStringGetDatum(tenant_column));
+	values[2] = CStringGetTextDatum(pii);
+	values[3] = CStringGetTextDatum(excluded);
+	values[4] = CStringGetTextDatum(RequestingUser());
+	values[5] = BoolGetDatum(rls_before);
+	values[6] = BoolGetDatum(force_before);
+	RegistryExecute("INSERT INTO autora.protected (relid, tenant_column, pii_columns, exclude_columns,"
+					" protected_by, rls_before, force_before)"
+					" VALUES ($1::pg_catalog.regclass, $2, $3::pg_catalog.name[], $4::pg_catalog.name[],"
+					" $5, $6, $7)"
+					" ON CONFLICT (relid) DO UPDATE SET tenant_column = EXCLUDED.tenant_column,"
+					" pii_columns = EXCLUDED.pii_columns, exclude_columns = EXCLUDED.exclude_columns,"
+					" protected_by = EXCLUDED.protected_by",
+					7, argtypes, values);
+	RegistryInvalidateTree(relid);
+	CommandCounterIncrement();
+
+	/* re-protecting replaces the triggers and policies */
 	initStringInfo(&sql);
 	appendStringInfoString(&sql, DropAutoraTriggersSQL(relid, qualified));
-	appendStringInfoString(&sql, RowTriggersSQL(qualified, args));
-	appendStringInfoString(&sql, StatementTriggersSQL(qualified, args));
+	if (NeedsRowTriggers(relid))
+		appendStringInfoString(&sql, RowTriggersSQL(qualified));
+	appendStringInfoString(&sql, StatementTriggersSQL(qualified));
 	ExecuteOnRelation(relid, sql.data);
 	ApplyRowSecurity(relid, tenant_column);
-	ProtectPartitions(relid, tenant_column, args);
-
-	resetStringInfo(&sql);
-	appendStringInfo(&sql,
-					 "INSERT INTO autora.protected (relid, tenant_column, pii_columns, exclude_columns,"
-					 " protected_by, rls_before, force_before) VALUES (%u, %s, %s, %s, %s, %s, %s)"
-					 " ON CONFLICT (relid) DO UPDATE SET tenant_column = EXCLUDED.tenant_column,"
-					 " pii_columns = EXCLUDED.pii_columns, exclude_columns = EXCLUDED.exclude_columns,"
-					 " protected_by = EXCLUDED.protected_by",
-					 relid, quote_literal_cstr(tenant_column),
-					 quote_literal_cstr(pii), quote_literal_cstr(excluded),
-					 quote_literal_cstr(RequestingUser()),
-					 rls_before ? "true" : "false", force_before ? "true" : "false");
-	ExecuteDDL(sql.data);
+	ProtectPartitions(relid, tenant_column, false);
 
 	RecordTableEvent("protect", qualified, ProtectionMetadata(tenant_column, pii, excluded));
 
@@ -581,14 +649,11 @@ autora_unprotect(PG_FUNCTION_ARGS)
 	Relation	rel;
 	char	   *reason;
 	char	   *qualified;
-	char	   *sql;
 	bool		rls_before;
 	bool		force_before;
+	Oid			argtypes[1] = {OIDOID};
+	Datum		values[1];
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("table to unprotect must not be NULL")));
 	reason = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
 	if (reason == NULL || reason[strspn(reason, " \t\r\n")] == '\0')
 		ereport(ERROR,
@@ -596,13 +661,12 @@ autora_unprotect(PG_FUNCTION_ARGS)
 				 errmsg("unprotect needs a reason"),
 				 errdetail("Removing protection is recorded in the ledger with its reason."),
 				 errhint("Call autora.unprotect(table, 'why protection is being removed').")));
-	relid = PG_GETARG_OID(0);
-
-	rel = relation_open(relid, ShareRowExclusiveLock);
+	rel = OpenTableArgument(fcinfo, "unprotect");
+	relid = RelationGetRelid(rel);
 	qualified = QualifiedName(relid);
+	RequireNotMember(rel);
 	relation_close(rel, NoLock);
-	sql = DropAutoraTriggersSQL(relid, qualified);
-	if (sql[0] == '\0')
+	if (RegistryRootOf(relid) != relid)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("table %s is not protected", qualified),
@@ -610,11 +674,14 @@ autora_unprotect(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "autora: SPI_connect failed");
-	ExecuteOnRelation(relid, sql);
+	ExecuteOnRelation(relid, DropAutoraTriggersSQL(relid, qualified));
 	RowSecurityBeforeProtect(relid, &rls_before, &force_before);
 	RemoveRowSecurity(relid, rls_before, force_before);
 	UnprotectPartitions(relid);
-	ExecuteDDL(psprintf("DELETE FROM autora.protected WHERE relid = %u", relid));
+	values[0] = ObjectIdGetDatum(relid);
+	RegistryExecute("DELETE FROM autora.protected WHERE relid::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
+					1, argtypes, values);
+	RegistryInvalidateTree(relid);
 	RecordTableEvent("unprotect", qualified,
 					 JsonbFromCString(psprintf("{\"reason\": %s, \"by\": %s}", JsonQuote(reason),
 											   JsonQuote(RequestingUser()))));
@@ -625,41 +692,42 @@ autora_unprotect(PG_FUNCTION_ARGS)
 /*
  * Called by the event trigger for every new or altered table: when the
  * table is, or descends from (partition or inheritance child), a protected
- * table, brings every member of that tree under protection and returns true.
+ * table, brings the members of that tree that lack protection under it and
+ * returns true.
  */
 PG_FUNCTION_INFO_V1(autora_protect_partitions);
 Datum
 autora_protect_partitions(PG_FUNCTION_ARGS)
 {
 	Oid			relid = PG_GETARG_OID(0);
-	bool		found;
+	Oid			root;
+	ProtectedConfig config;
 
 	if (protect_in_progress || get_rel_relkind(relid) == '\0')
+		PG_RETURN_BOOL(false);
+	root = RegistryRootOf(relid);
+	if (!OidIsValid(root) || !RegistryGetConfig(root, &config))
 		PG_RETURN_BOOL(false);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "autora: SPI_connect failed");
-	if (SPI_execute(psprintf("WITH RECURSIVE up(relid, depth) AS ("
-							 "  SELECT %u::oid, 0"
-							 "  UNION ALL SELECT i.inhparent, up.depth + 1"
-							 "  FROM pg_inherits i JOIN up ON i.inhrelid = up.relid)"
-							 " SELECT p.relid::oid, p.tenant_column::text, p.pii_columns::text,"
-							 "        p.exclude_columns::text"
-							 " FROM up JOIN autora.protected p ON p.relid = up.relid"
-							 " ORDER BY up.depth DESC LIMIT 1", relid), false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "autora: reading autora.protected failed");
-	found = SPI_processed > 0;
-	if (found)
-	{
-		HeapTuple	row = SPI_tuptable->vals[0];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		Oid			root = DatumGetObjectId(SPI_getbinval(row, desc, 1, &isnull));
-		char	   *column = SPI_getvalue(row, desc, 2);
-
-		ProtectPartitions(root, column,
-						  TriggerArguments(column, SPI_getvalue(row, desc, 3), SPI_getvalue(row, desc, 4)));
-	}
+	ProtectPartitions(root, config.tenant_column, true);
 	SPI_finish();
-	PG_RETURN_BOOL(found);
+	PG_RETURN_BOOL(true);
+}
+
+/* protect_schema()'s registration of a schema, through the registry's one writer. */
+PG_FUNCTION_INFO_V1(autora_register_schema);
+Datum
+autora_register_schema(PG_FUNCTION_ARGS)
+{
+	Oid			argtypes[2] = {NAMEOID, NAMEOID};
+	Datum		values[2];
+
+	values[0] = PG_GETARG_DATUM(0);
+	values[1] = PG_GETARG_DATUM(1);
+	RegistryExecute("INSERT INTO autora.protected_schemas AS p VALUES ($1, $2)"
+					" ON CONFLICT (schema_name) DO UPDATE SET tenant_column = EXCLUDED.tenant_column",
+					2, argtypes, values);
+	PG_RETURN_VOID();
 }

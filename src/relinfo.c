@@ -2,7 +2,7 @@
  * relinfo.c
  *	  Per-relation capture metadata: captured columns and how each becomes
  *	  jsonb, primary key, tenant column.  Built once per relation from the
- *	  relcache and the capture trigger's arguments, dropped on invalidation,
+ *	  relcache and the registry of protected tables, dropped on invalidation,
  *	  so the capture path does no catalog lookups per row.
  *-------------------------------------------------------------------------
  */
@@ -22,20 +22,13 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/relcache.h"
+#include "utils/typcache.h"
 
-#include "guard.h"
+#include "registry.h"
 #include "relinfo.h"
 
 static HTAB *RelInfoCache = NULL;
 static MemoryContext RelInfoMemory = NULL;
-
-/* relid -> does it carry autora triggers; consulted for every query */
-typedef struct ProtectedEntry
-{
-	Oid			relid;
-	bool		protected;
-} ProtectedEntry;
-static HTAB *ProtectedCache = NULL;
 
 static void
 RelInfoInvalidate(Datum arg, Oid relid)
@@ -43,16 +36,6 @@ RelInfoInvalidate(Datum arg, Oid relid)
 	HASH_SEQ_STATUS status;
 	RelInfo    *info;
 
-	if (ProtectedCache != NULL)
-	{
-		if (OidIsValid(relid))
-			hash_search(ProtectedCache, &relid, HASH_REMOVE, NULL);
-		else
-		{
-			hash_destroy(ProtectedCache);
-			ProtectedCache = NULL;
-		}
-	}
 	if (RelInfoCache == NULL)
 		return;
 	if (OidIsValid(relid))
@@ -71,46 +54,6 @@ void
 RelInfoInit(void)
 {
 	CacheRegisterRelcacheCallback(RelInfoInvalidate, (Datum) 0);
-}
-
-bool
-RelIsProtected(Oid relid)
-{
-	ProtectedEntry *entry;
-	Relation	rel;
-	bool		found;
-	bool		protected = false;
-
-	if (ProtectedCache == NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(Oid);
-		ctl.entrysize = sizeof(ProtectedEntry);
-		ctl.hcxt = CacheMemoryContext;
-		ProtectedCache = hash_create("autora protected relations", 128, &ctl,
-									 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	}
-	entry = hash_search(ProtectedCache, &relid, HASH_FIND, &found);
-	if (entry != NULL)
-		return entry->protected;
-
-	rel = RelationIdGetRelation(relid);
-	if (!RelationIsValid(rel))
-		return false;
-	if (rel->trigdesc != NULL)
-		for (int i = 0; i < rel->trigdesc->numtriggers; i++)
-			if (IsAutoraTriggerFunction(rel->trigdesc->triggers[i].tgfoid))
-				protected = true;
-	RelationClose(rel);
-
-	/* the lookups above may have reset the cache through invalidations */
-	if (ProtectedCache != NULL)
-	{
-		entry = hash_search(ProtectedCache, &relid, HASH_ENTER, &found);
-		entry->protected = protected;
-	}
-	return protected;
 }
 
 static ColumnJsonKind
@@ -146,26 +89,6 @@ JsonKindOf(Oid typid)
 	}
 }
 
-/* Parses a text[] literal trigger argument into a list of C strings. */
-static List *
-NameListFromArgument(const char *literal)
-{
-	ArrayType  *arr;
-	Datum	   *elems;
-	bool	   *nulls;
-	int			n;
-	List	   *result = NIL;
-
-	if (literal == NULL || literal[0] == '\0')
-		return NIL;
-	arr = DatumGetArrayTypeP(OidInputFunctionCall(F_ARRAY_IN, (char *) literal, TEXTOID, -1));
-	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
-	for (int i = 0; i < n; i++)
-		if (!nulls[i])
-			result = lappend(result, TextDatumGetCString(elems[i]));
-	return result;
-}
-
 static bool
 NameInList(const char *name, List *names)
 {
@@ -175,6 +98,35 @@ NameInList(const char *name, List *names)
 		if (strcmp(name, (char *) lfirst(lc)) == 0)
 			return true;
 	return false;
+}
+
+/*
+ * Does a value of this type hold json (itself, or in an array or composite)?
+ * A json value may contain the escape \u0000, which jsonb cannot store.
+ */
+static bool
+TypeHoldsJson(Oid typid, int depth)
+{
+	Oid			base = getBaseType(typid);
+	Oid			elem;
+	bool		result = false;
+
+	if (base == JSONOID)
+		return true;
+	if (depth > 8)
+		return true;			/* deeply nested: assume so, the fallback is lossless */
+	if (OidIsValid(elem = get_element_type(base)))
+		return TypeHoldsJson(elem, depth + 1);
+	if (type_is_rowtype(base) && base != RECORDOID)
+	{
+		TupleDesc	desc = lookup_rowtype_tupdesc(base, -1);
+
+		for (int i = 0; i < desc->natts && !result; i++)
+			if (!TupleDescAttr(desc, i)->attisdropped)
+				result = TypeHoldsJson(TupleDescAttr(desc, i)->atttypid, depth + 1);
+		ReleaseTupleDesc(desc);
+	}
+	return result;
 }
 
 static void
@@ -190,6 +142,7 @@ FillColumn(CapturedColumn *col, Form_pg_attribute att, bool pii)
 	col->typbyval = att->attbyval;
 	col->kind = JsonKindOf(att->atttypid);
 	col->pii = pii;
+	col->holds_json = TypeHoldsJson(att->atttypid, 0);
 	getTypeOutputInfo(att->atttypid, &outfunc, &isvarlena);
 	fmgr_info(outfunc, &col->output);
 	if (col->kind == COLJSON_GENERIC)
@@ -230,27 +183,57 @@ SortInJsonOrder(CapturedColumn *columns, int *indexes, int n)
 	qsort(indexes, n, sizeof(int), CompareJsonKeys);
 }
 
+/*
+ * The tenant column's type must be one protect() accepts: stamping writes a
+ * value of that type into it, and anything else would be the wrong datum.
+ */
 static void
-RelInfoBuild(RelInfo *info, Relation rel, Trigger *trigger)
+RequireTenantType(Relation rel, Form_pg_attribute att)
+{
+	Oid			base = getBaseType(att->atttypid);
+
+	if (base != TEXTOID && base != VARCHAROID && base != UUIDOID &&
+		base != INT4OID && base != INT8OID)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("tenant column \"%s\" of protected table \"%s\" has unsupported type %s",
+						NameStr(att->attname), RelationGetRelationName(rel),
+						format_type_be(att->atttypid)),
+				 errhint("A tenant column is text, varchar, uuid, integer or bigint.")));
+}
+
+/*
+ * Builds the capture metadata of a protected relation from the registry
+ * entry of its root: the trigger that fired is not trusted to say which
+ * columns are the tenant, PII or excluded ones.
+ */
+static void
+RelInfoBuild(RelInfo *info, Relation rel)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
+	Oid			root = RegistryRootOf(RelationGetRelid(rel));
+	ProtectedConfig config;
 	const char *tenant_column;
 	List	   *pii;
 	List	   *excluded;
 	Oid			pkindex;
 	MemoryContext old;
 
-	if (trigger->tgnargs < 1)
-		elog(ERROR, "autora: capture trigger on \"%s\" has no tenant column argument",
-			 RelationGetRelationName(rel));
+	if (!OidIsValid(root) || !RegistryGetConfig(root, &config))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("table \"%s\" is not protected by autora", RelationGetRelationName(rel)),
+				 errdetail("autora's trigger functions act only on tables registered by autora.protect()."),
+				 errhint("Protect the table with autora.protect() instead of attaching autora's triggers yourself.")));
 
 	info->mcxt = AllocSetContextCreate(RelInfoMemory, "autora relation info",
 									   ALLOCSET_SMALL_SIZES);
 	old = MemoryContextSwitchTo(info->mcxt);
 
-	tenant_column = trigger->tgargs[0];
-	pii = trigger->tgnargs > 1 ? NameListFromArgument(trigger->tgargs[1]) : NIL;
-	excluded = trigger->tgnargs > 2 ? NameListFromArgument(trigger->tgargs[2]) : NIL;
+	/* the lists live in the caller's memory: only the columns are kept */
+	tenant_column = config.tenant_column;
+	pii = config.pii_columns;
+	excluded = config.exclude_columns;
 
 	info->schema = get_namespace_name(RelationGetNamespace(rel));
 	info->name = pstrdup(RelationGetRelationName(rel));
@@ -270,6 +253,7 @@ RelInfoBuild(RelInfo *info, Relation rel, Trigger *trigger)
 			Oid			outfunc;
 			bool		isvarlena;
 
+			RequireTenantType(rel, att);
 			info->tenant_attnum = att->attnum;
 			info->tenant_typid = att->atttypid;
 			info->tenant_typmod = att->atttypmod;
@@ -288,6 +272,7 @@ RelInfoBuild(RelInfo *info, Relation rel, Trigger *trigger)
 				(errcode(ERRCODE_UNDEFINED_COLUMN),
 				 errmsg("tenant column \"%s\" of protected table \"%s\" does not exist",
 						tenant_column, RelationGetRelationName(rel)),
+				 errdetail("The registry of protected tables names a column the table does not have."),
 				 errhint("Protect the table again with autora.protect() naming its tenant column.")));
 
 	/* primary key columns; a key column may itself be excluded from before/after */
@@ -332,7 +317,7 @@ RelInfoBuild(RelInfo *info, Relation rel, Trigger *trigger)
 }
 
 RelInfo *
-RelInfoGet(Relation rel, Trigger *trigger)
+RelInfoGet(Relation rel)
 {
 	Oid			relid = RelationGetRelid(rel);
 	RelInfo    *info;
@@ -360,7 +345,7 @@ RelInfoGet(Relation rel, Trigger *trigger)
 	info->valid = false;
 	PG_TRY();
 	{
-		RelInfoBuild(info, rel, trigger);
+		RelInfoBuild(info, rel);
 	}
 	PG_CATCH();
 	{

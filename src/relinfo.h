@@ -34,6 +34,7 @@ typedef struct CapturedColumn
 	bool		typbyval;
 	ColumnJsonKind kind;
 	bool		pii;
+	bool		holds_json;		/* json inside: \u0000 cannot become jsonb */
 	FmgrInfo	output;			/* type output function */
 	FmgrInfo	to_jsonb;		/* COLJSON_GENERIC only */
 } CapturedColumn;
@@ -64,13 +65,10 @@ typedef struct RelInfo
 
 extern void RelInfoInit(void);
 
-/* Does the relation carry autora's capture trigger?  Cached per relation. */
-extern bool RelIsProtected(Oid relid);
-
 /*
- * Metadata for the relation a capture trigger fired on.  The trigger's
- * arguments are (tenant_column, pii_columns, exclude_columns).
+ * Metadata for the relation a capture or stamp trigger fired on, from the
+ * registry (autora.protected); 42501 when the relation is not protected.
  */
-extern RelInfo *RelInfoGet(Relation rel, Trigger *trigger);
+extern RelInfo *RelInfoGet(Relation rel);
 
 #endif							/* AUTORA_RELINFO_H */

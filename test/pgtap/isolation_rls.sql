@@ -97,8 +97,8 @@ ALTER TABLE iso.deals OWNER TO iso_owner;
 CREATE TABLE iso.pt (id int, tenant_id text NOT NULL, v text, PRIMARY KEY (tenant_id, id))
     PARTITION BY LIST (tenant_id);
 CREATE TABLE iso.pt_a PARTITION OF iso.pt FOR VALUES IN ('iso-a');
+-- attached empty after protect (a table with rows would be refused), filled after
 CREATE TABLE iso.pt_b (id int NOT NULL, tenant_id text NOT NULL, v text, PRIMARY KEY (tenant_id, id));
-INSERT INTO iso.pt_b VALUES (1, 'iso-b', 'pt-b1');
 -- plain inheritance: ih_c1 inherits before protect, ih_c2 after
 CREATE TABLE iso.ih (id int PRIMARY KEY, tenant_id text NOT NULL, v text);
 CREATE TABLE iso.ih_c1 (id int PRIMARY KEY, tenant_id text NOT NULL, v text);
@@ -118,6 +118,7 @@ BEGIN
     PERFORM autora.protect('iso.big');
 END $$;
 ALTER TABLE iso.pt ATTACH PARTITION iso.pt_b FOR VALUES IN ('iso-b');
+INSERT INTO iso.pt_b VALUES (1, 'iso-b', 'pt-b1');
 CREATE TABLE iso.pt_c PARTITION OF iso.pt FOR VALUES IN ('iso-c');
 CREATE TABLE iso.ih_c2 (PRIMARY KEY (id)) INHERITS (iso.ih);
 GRANT ALL ON ALL TABLES IN SCHEMA iso TO iso_app, iso_app2, iso_bypass;

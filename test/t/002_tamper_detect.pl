@@ -336,13 +336,13 @@ my %tamper = (
 	],
 	# fields of a block set to NULL, its NOT NULL constraints dropped first
 	nullblock => [
-		# (event triggers off: autora's would load the library, and its guards)
-		'SET LOCAL session_replication_role = replica',
+		# (event trigger off: it would load the library, and its guards)
+		'ALTER EVENT TRIGGER autora_protect_new_tables DISABLE',
 		'ALTER TABLE autora.ledger_blocks ALTER entry_ids DROP NOT NULL, ALTER seal_xip DROP NOT NULL',
 		"UPDATE autora.ledger_blocks SET entry_ids = NULL, seal_xip = NULL WHERE tenant_id = '101' AND block_no = 2"
 	],
 	nullid => [
-		'SET LOCAL session_replication_role = replica',
+		'ALTER EVENT TRIGGER autora_protect_new_tables DISABLE',
 		'ALTER TABLE autora.ledger ALTER id DROP NOT NULL',
 		"UPDATE autora.ledger SET id = NULL WHERE id = $target{nullid}"
 	],

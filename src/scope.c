@@ -92,9 +92,9 @@ TenantsOfGroup(const char *group, bool all)
  * transactions: every set_context call looks up one of each.  A change to
  * either table sends a relcache invalidation (autora._registry_changed()
  * trigger), which empties the cache in every backend, this one included at
- * the next command or on abort.  Only a row version nobody has updated,
- * deleted or locked is kept, so a lookup under an older snapshot never keeps
- * a value that a committed change has already replaced.
+ * the next command or on abort.  Only a row version nobody has updated or
+ * deleted is kept (RowVersionIsLatest), so a lookup under an older snapshot
+ * never keeps a value that a committed change has already replaced.
  */
 #define REGISTRY_KEY_LEN 64
 
@@ -170,6 +170,22 @@ RegistryRemember(const RegistryKey *key, const char *value)
 }
 
 /*
+ * No update or delete has touched this row version: its xmax is unset,
+ * aborted, or only a row lock.  add_tenant's INSERT ... ON CONFLICT DO
+ * UPDATE leaves its own row lock in the new version's xmax, so "unset" alone
+ * would never cache a store that has been updated once.
+ */
+static bool
+RowVersionIsLatest(HeapTupleHeader tup)
+{
+	uint16		infomask = tup->t_infomask;
+
+	return !TransactionIdIsValid(HeapTupleHeaderGetRawXmax(tup)) ||
+		(infomask & HEAP_XMAX_INVALID) != 0 ||
+		HEAP_XMAX_IS_LOCKED_ONLY(infomask);
+}
+
+/*
  * Primary-key lookup in a small autora table keyed by text: the row's
  * column valuecol as a string (NULL if SQL NULL); false when no row.
  */
@@ -208,7 +224,7 @@ LookupByKey(Oid relid, const char *id, AttrNumber valuecol, char **value)
 
 		*value = isnull ? NULL : TextDatumGetCString(d);
 		found = true;
-		if (cacheable && !TransactionIdIsValid(HeapTupleHeaderGetRawXmax(tup->t_data)))
+		if (cacheable && RowVersionIsLatest(tup->t_data))
 			RegistryRemember(&key, *value);
 	}
 	systable_endscan(scan);

@@ -275,9 +275,12 @@ IsAuditor(void)
 }
 
 /*
- * The visible tenant ids, cached per context, user and transaction (a store
- * may change group between transactions).  auditor_fallback:
- * an auditor without a context sees every store (the policies' variant).
+ * The visible tenant ids, cached per context, user and transaction: the
+ * context's scope and group are those registered for this transaction
+ * (ContextCurrent), and a group's stores are read once per transaction, so
+ * a store or role changed by the platform counts from the next transaction
+ * in every session.  auditor_fallback: an auditor without a context sees
+ * every store (the policies' variant).
  */
 static List *
 VisibleTenants(bool auditor_fallback)
@@ -302,8 +305,10 @@ VisibleTenants(bool auditor_fallback)
 		tenants = TenantsOfGroup(NULL, true);
 	else if (strcmp(ctx->scope, "group") == 0 && ctx->group != NULL)
 		tenants = TenantsOfGroup(ctx->group, false);
-	else
+	else if (ctx->tenant != NULL)
 		tenants = list_make1(pstrdup(ctx->tenant));
+	else
+		tenants = NIL;			/* not reached: ContextCurrent refuses it */
 	MemoryContextSwitchTo(old);
 
 	cached_tenants = tenants;

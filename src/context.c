@@ -11,6 +11,13 @@
  * hook refuses every value that does not come from set_context*: SET,
  * set_config(), ALTER ROLE SET, function SET clauses and connection options
  * all fail.
+ *
+ * The scope of the actor role and the group of the store are stored with the
+ * context but not trusted from it: a session-scoped context outlives the
+ * transaction that set it, while the platform may change autora.actor_roles
+ * and autora.tenants.  ContextCurrent() takes both from the registry once per
+ * transaction (through the lookup cache of scope.c), and refuses a context
+ * whose role or store is no longer registered.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -18,9 +25,11 @@
 #include <arpa/inet.h>
 
 #include "access/parallel.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "storage/proc.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -49,6 +58,14 @@ static AutoraContext parsed_context;
 static MemoryContext ContextMemory = NULL;
 
 /*
+ * parsed_context's scope and group as registered, valid for this generation
+ * of the setting in this transaction; the strings live in ResolvedMemory
+ */
+static uint64 resolved_generation = 0;
+static LocalTransactionId resolved_xact = InvalidLocalTransactionId;
+static MemoryContext ResolvedMemory = NULL;
+
+/*
  * Members of the context object, in jsonb's key order (shorter keys first,
  * then bytewise), so that ContextJsonb builds it without sorting.
  */
@@ -66,6 +83,8 @@ static const char *const context_keys[CK_COUNT] = {
 
 /* keys an application may add through the extra argument / token claims */
 static const ContextKey extra_keys[] = {CK_EMAIL, CK_IP, CK_UA, CK_ENDPOINT, CK_METHOD, CK_REQ};
+
+static const AutoraContext *ContextAsSet(void);
 
 static bool
 ContextGucCheck(char **newval, void **extra, GucSource source)
@@ -90,7 +109,7 @@ ContextJsonAssign(const char *newval, void *extra)
 static const char *
 ShowTenant(void)
 {
-	const char *v = ContextCurrent()->tenant;
+	const char *v = ContextAsSet()->tenant;
 
 	return v ? v : "";
 }
@@ -98,7 +117,7 @@ ShowTenant(void)
 static const char *
 ShowActor(void)
 {
-	const char *v = ContextCurrent()->actor;
+	const char *v = ContextAsSet()->actor;
 
 	return v ? v : "";
 }
@@ -106,7 +125,7 @@ ShowActor(void)
 static const char *
 ShowActorRole(void)
 {
-	const char *v = ContextCurrent()->role;
+	const char *v = ContextAsSet()->role;
 
 	return v ? v : "";
 }
@@ -219,8 +238,12 @@ ParseContext(Jsonb *jb)
 	}
 }
 
-const AutoraContext *
-ContextCurrent(void)
+/*
+ * The context as set, its registry entries not checked: what the show hooks
+ * of the settings display (SHOW ALL and pg_settings must not fail).
+ */
+static const AutoraContext *
+ContextAsSet(void)
 {
 	if (parsed_generation != context_generation)
 	{
@@ -231,6 +254,81 @@ ContextCurrent(void)
 		ParseContext(jb);
 	}
 	return &parsed_context;
+}
+
+#define STALE_CONTEXT_HINT \
+	"Set a new context with autora.set_context(), or end this one with autora.clear_context()."
+
+/*
+ * Takes the scope of the context's actor role and the group of its store
+ * from the registry, for the rest of this transaction: a change committed
+ * meanwhile counts from the next one, the same in every session.  The
+ * lookups are cached across transactions by scope.c and invalidated when
+ * autora.actor_roles or autora.tenants change, so an unchanged registry
+ * costs two hash probes per transaction.
+ */
+static void
+ContextResolve(void)
+{
+	char	   *scope = NULL;
+	char	   *group = NULL;
+	MemoryContext old;
+
+	if (parsed_context.role == NULL || !ActorRoleLookup(parsed_context.role, &scope) ||
+		scope == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_AUTORA_UNKNOWN),
+				 errmsg("actor role \"%s\" of the session context is no longer registered",
+						parsed_context.role ? parsed_context.role : ""),
+				 errdetail("The role was removed from autora.actor_roles after the context was set."),
+				 errhint(STALE_CONTEXT_HINT)));
+	if (parsed_context.tenant != NULL)
+	{
+		if (!TenantLookup(parsed_context.tenant, &group))
+			ereport(ERROR,
+					(errcode(ERRCODE_AUTORA_UNKNOWN),
+					 errmsg("tenant \"%s\" of the session context is no longer registered",
+							parsed_context.tenant),
+					 errdetail("The store was removed from autora.tenants after the context was set."),
+					 errhint(STALE_CONTEXT_HINT)));
+	}
+	else if (strcmp(scope, "platform") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_AUTORA_UNKNOWN),
+				 errmsg("actor role \"%s\" of the session context no longer has platform scope",
+						parsed_context.role),
+				 errdetail("A context without a tenant needs a role with platform scope; the role now has %s scope.",
+						   scope),
+				 errhint(STALE_CONTEXT_HINT)));
+
+	/* only now replace the previous values: an error above keeps them */
+	if (ResolvedMemory == NULL)
+		ResolvedMemory = AllocSetContextCreate(TopMemoryContext, "autora context registry",
+											   ALLOCSET_SMALL_SIZES);
+	MemoryContextReset(ResolvedMemory);
+	old = MemoryContextSwitchTo(ResolvedMemory);
+	parsed_context.scope = pstrdup(scope);
+	parsed_context.group = group != NULL ? pstrdup(group) : NULL;
+	MemoryContextSwitchTo(old);
+	resolved_generation = context_generation;
+	resolved_xact = MyProc->lxid;
+}
+
+/*
+ * The context in force, with the scope and group registered for this
+ * transaction; ZA004 when its role or store has been removed.  Cheap after
+ * the first call of a transaction: every policy check and captured row
+ * comes here.
+ */
+const AutoraContext *
+ContextCurrent(void)
+{
+	const AutoraContext *ctx = ContextAsSet();
+
+	if (ctx->present && IsTransactionState() &&
+		(resolved_generation != context_generation || resolved_xact != MyProc->lxid))
+		ContextResolve();
+	return ctx;
 }
 
 /*
@@ -412,8 +510,10 @@ ContextEstablish(const char *tenant, const char *actor, const char *role,
 	context = ContextJsonb(values);
 	ContextInstall(JsonbToCString(NULL, &context->root, VARSIZE(context)), is_local);
 
-	/* what was installed is at hand: no need to parse the setting back */
+	/* what was installed is at hand, just looked up in the registry */
 	AdoptContext(values);
+	resolved_generation = context_generation;
+	resolved_xact = MyProc->lxid;
 	return context;
 }
 
@@ -542,10 +642,42 @@ autora_actor_role(PG_FUNCTION_ARGS)
 	return TextOrNull(fcinfo, ContextRequired()->role);
 }
 
+/*
+ * autora.context(): the context as set, with the scope and group that count
+ * in this transaction (the stored ones are those of the moment it was set).
+ */
 PG_FUNCTION_INFO_V1(autora_context);
 Datum
 autora_context(PG_FUNCTION_ARGS)
 {
-	(void) ContextRequired();
-	return DirectFunctionCall1(jsonb_in, CStringGetDatum(context_json));
+	const AutoraContext *ctx = ContextRequired();
+	Datum		stored = DirectFunctionCall1(jsonb_in, CStringGetDatum(context_json));
+	JsonbPair	pairs[2];
+	JsonbValue	object;
+
+	/* jsonb key order: group before scope */
+	pairs[0].key.type = jbvString;
+	pairs[0].key.val.string.val = (char *) context_keys[CK_GROUP];
+	pairs[0].key.val.string.len = strlen(context_keys[CK_GROUP]);
+	if (ctx->group == NULL)
+		pairs[0].value.type = jbvNull;
+	else
+	{
+		pairs[0].value.type = jbvString;
+		pairs[0].value.val.string.val = ctx->group;
+		pairs[0].value.val.string.len = strlen(ctx->group);
+	}
+	pairs[0].order = 0;
+	pairs[1].key.type = jbvString;
+	pairs[1].key.val.string.val = (char *) context_keys[CK_SCOPE];
+	pairs[1].key.val.string.len = strlen(context_keys[CK_SCOPE]);
+	pairs[1].value.type = jbvString;
+	pairs[1].value.val.string.val = ctx->scope;
+	pairs[1].value.val.string.len = strlen(ctx->scope);
+	pairs[1].order = 1;
+	object.type = jbvObject;
+	object.val.object.nPairs = 2;
+	object.val.object.pairs = pairs;
+	return DirectFunctionCall2(jsonb_concat, stored,
+							   JsonbPGetDatum(JsonbValueToJsonb(&object)));
 }

@@ -12,8 +12,8 @@ typedef struct AutoraContext
 	char	   *tenant;			/* NULL for platform scope without a tenant */
 	char	   *actor;
 	char	   *role;
-	char	   *scope;			/* tenant, group or platform */
-	char	   *group;
+	char	   *scope;			/* tenant, group or platform: as registered */
+	char	   *group;			/* the store's group, as registered */
 	char	   *email;
 	char	   *ip;				/* client address claimed by the application */
 	char	   *user_agent;
@@ -26,7 +26,11 @@ typedef struct AutoraContext
 
 extern void ContextDefineConfiguration(void);
 
-/* The context in force; never NULL (present is false when there is none). */
+/*
+ * The context in force; never NULL (present is false when there is none).
+ * Its scope and group are those registered for the current transaction;
+ * ZA004 when its actor role or store is no longer registered.
+ */
 extern const AutoraContext *ContextCurrent(void);
 
 /* Changes whenever the context does: a key for caches derived from it. */

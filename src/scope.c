@@ -92,9 +92,9 @@ TenantsOfGroup(const char *group, bool all)
  * transactions: every set_context call looks up one of each.  A change to
  * either table sends a relcache invalidation (autora._registry_changed()
  * trigger), which empties the cache in every backend, this one included at
- * the next command or on abort.  Only a row version nobody has updated,
- * deleted or locked is kept, so a lookup under an older snapshot never keeps
- * a value that a committed change has already replaced.
+ * the next command or on abort.  Only a row version nobody has updated or
+ * deleted is kept (RowVersionIsLatest), so a lookup under an older snapshot
+ * never keeps a value that a committed change has already replaced.
  */
 #define REGISTRY_KEY_LEN 64
 
@@ -170,6 +170,22 @@ RegistryRemember(const RegistryKey *key, const char *value)
 }
 
 /*
+ * No update or delete has touched this row version: its xmax is unset,
+ * aborted, or only a row lock.  add_tenant's INSERT ... ON CONFLICT DO
+ * UPDATE leaves its own row lock in the new version's xmax, so "unset" alone
+ * would never cache a store that has been updated once.
+ */
+static bool
+RowVersionIsLatest(HeapTupleHeader tup)
+{
+	uint16		infomask = tup->t_infomask;
+
+	return !TransactionIdIsValid(HeapTupleHeaderGetRawXmax(tup)) ||
+		(infomask & HEAP_XMAX_INVALID) != 0 ||
+		HEAP_XMAX_IS_LOCKED_ONLY(infomask);
+}
+
+/*
  * Primary-key lookup in a small autora table keyed by text: the row's
  * column valuecol as a string (NULL if SQL NULL); false when no row.
  */
@@ -208,7 +224,7 @@ LookupByKey(Oid relid, const char *id, AttrNumber valuecol, char **value)
 
 		*value = isnull ? NULL : TextDatumGetCString(d);
 		found = true;
-		if (cacheable && !TransactionIdIsValid(HeapTupleHeaderGetRawXmax(tup->t_data)))
+		if (cacheable && RowVersionIsLatest(tup->t_data))
 			RegistryRemember(&key, *value);
 	}
 	systable_endscan(scan);
@@ -259,9 +275,12 @@ IsAuditor(void)
 }
 
 /*
- * The visible tenant ids, cached per context, user and transaction (a store
- * may change group between transactions).  auditor_fallback:
- * an auditor without a context sees every store (the policies' variant).
+ * The visible tenant ids, cached per context, user and transaction: the
+ * context's scope and group are those registered for this transaction
+ * (ContextCurrent), and a group's stores are read once per transaction, so
+ * a store or role changed by the platform counts from the next transaction
+ * in every session.  auditor_fallback: an auditor without a context sees
+ * every store (the policies' variant).
  */
 static List *
 VisibleTenants(bool auditor_fallback)
@@ -286,8 +305,10 @@ VisibleTenants(bool auditor_fallback)
 		tenants = TenantsOfGroup(NULL, true);
 	else if (strcmp(ctx->scope, "group") == 0 && ctx->group != NULL)
 		tenants = TenantsOfGroup(ctx->group, false);
-	else
+	else if (ctx->tenant != NULL)
 		tenants = list_make1(pstrdup(ctx->tenant));
+	else
+		tenants = NIL;			/* not reached: ContextCurrent refuses it */
 	MemoryContextSwitchTo(old);
 
 	cached_tenants = tenants;

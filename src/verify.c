@@ -19,7 +19,7 @@
 #include "access/heapam.h"
 #include "access/tableam.h"
 #include "catalog/pg_type.h"
-#include "executor/spi.h"
+#include "common/hashfn.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
@@ -34,6 +34,7 @@
 #include "chain.h"
 #include "encoding.h"
 #include "ledger.h"
+#include "scope.h"
 #include "writer.h"
 
 typedef struct BlockInfo
@@ -116,9 +117,15 @@ typedef struct TenantReport
 	char	   *detail;
 } TenantReport;
 
+/*
+ * Reports by tenant id.  The key points to the id itself, of any length: a
+ * tampered ledger may hold ids longer than autora.tenants allows, and a
+ * fixed-size key would truncate them and merge their chains.  The platform
+ * chain's key is NULL, so that a forged empty id is a chain of its own.
+ */
 typedef struct TenantKey
 {
-	char		key[NAMEDATALEN * 2];
+	const char *key;			/* tenant id; NULL for the platform chain */
 	int32		index;
 } TenantKey;
 
@@ -150,22 +157,46 @@ typedef struct VerifyState
 	bool		last_intact;	/* that block hashes to its block_hash */
 } VerifyState;
 
+/* TenantKey's hash function: the whole id, however long. */
+static uint32
+TenantKeyHash(const void *key, Size keysize)
+{
+	const char *id = *(const char *const *) key;
+
+	return id ? hash_bytes((const unsigned char *) id, strlen(id)) : 0;
+}
+
+/* TenantKey's match function: 0 for the same id, or both NULL. */
+static int
+TenantKeyCompare(const void *a, const void *b, Size keysize)
+{
+	const char *x = *(const char *const *) a;
+	const char *y = *(const char *const *) b;
+
+	if (x == NULL || y == NULL)
+		return x != y;
+	return strcmp(x, y);
+}
+
+/* The report of a chain, created on first sight. */
 static int32
 TenantIndex(VerifyState *vs, const char *tenant)
 {
 	TenantKey  *tk;
 	bool		found;
 
-	tk = hash_search(vs->tenant_index, tenant ? tenant : "", HASH_ENTER, &found);
+	tk = hash_search(vs->tenant_index, &tenant, HASH_ENTER, &found);
 	if (found)
 		return tk->index;
+	/* the caller's string may be short-lived: the table keeps its own */
+	tk->key = tenant ? pstrdup(tenant) : NULL;
 	if (vs->nreports == vs->maxreports)
 	{
 		vs->maxreports *= 2;
 		vs->reports = repalloc(vs->reports, sizeof(TenantReport) * vs->maxreports);
 	}
 	memset(&vs->reports[vs->nreports], 0, sizeof(TenantReport));
-	vs->reports[vs->nreports].tenant = tenant ? pstrdup(tenant) : NULL;
+	vs->reports[vs->nreports].tenant = (char *) tk->key;
 	tk->index = vs->nreports;
 	return vs->nreports++;
 }
@@ -840,33 +871,21 @@ CheckUnsealed(VerifyState *vs)
 	}
 }
 
-/* Registered tenants without entries still get a row. */
+/*
+ * Registered tenants without entries still get a row.  autora.tenants is
+ * scanned directly, with the passes' snapshot: verify runs no SQL, so a
+ * superuser calling it resolves nothing through the search_path.
+ */
 static void
 AddRegisteredTenants(VerifyState *vs)
 {
-	MemoryContext caller = CurrentMemoryContext;
-	List	   *tenants = NIL;
 	ListCell   *lc;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "autora: SPI_connect failed");
-	if (SPI_execute("SELECT tenant_id FROM autora.tenants", true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "autora: reading autora.tenants failed");
-	for (uint64 i = 0; i < SPI_processed; i++)
+	foreach(lc, TenantsOfGroup(NULL, true))
 	{
-		char	   *t = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-
-		if (TenantWanted(vs, t))
-		{
-			MemoryContext old = MemoryContextSwitchTo(caller);
-
-			tenants = lappend(tenants, pstrdup(t));
-			MemoryContextSwitchTo(old);
-		}
+		if (TenantWanted(vs, lfirst(lc)))
+			(void) TenantIndex(vs, lfirst(lc));
 	}
-	SPI_finish();
-	foreach(lc, tenants)
-		(void) TenantIndex(vs, lfirst(lc));
 }
 
 static int
@@ -898,9 +917,11 @@ autora_verify(PG_FUNCTION_ARGS)
 	vs.only = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
 	ctl.keysize = sizeof(((TenantKey *) 0)->key);
 	ctl.entrysize = sizeof(TenantKey);
+	ctl.hash = TenantKeyHash;
+	ctl.match = TenantKeyCompare;
 	ctl.hcxt = CurrentMemoryContext;
 	vs.tenant_index = hash_create("autora verify tenants", 64, &ctl,
-								  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+								  HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 	vs.maxreports = 16;
 	vs.reports = palloc(sizeof(TenantReport) * vs.maxreports);
 	vs.last_intact = true;		/* no block yet: nothing to distrust */

@@ -113,14 +113,17 @@ sub verify
 # Build and seal every case.
 # ---------------------------------------------------------------------------
 my @cases = qw(edit deleted merkle prevhash blockgone forged horizon swapped rehashed reordered
-  duplicate farforged farduplicate sparse nullblock nulllast nullid crosslist columns blockcols);
+  duplicate farforged farduplicate sparse nullblock nulllast nullid crosslist columns blockcols
+  longtenant);
 my @column_tenants = map { sprintf('col%02d', $_) } 1 .. 32;
 my @block_tenants = map { sprintf('blk%02d', $_) } 1 .. 20;
+my $long_tenant = 'L' x 127;    # the longest tenant id
 for my $db (@cases)
 {
 	my @tenants =
 	    $db eq 'columns' ? @column_tenants
 	  : $db eq 'blockcols' ? @block_tenants
+	  : $db eq 'longtenant' ? ('101', '102', $long_tenant)
 	  : ('101', '102');
 	setup_db($node, $db, tenants => \@tenants);
 	$node->safe_psql($db, $hash_sql);
@@ -189,6 +192,7 @@ $target{nulllast} = block_first_entry('nulllast', '102', 3);
 $target{farforged} = $node->safe_psql('farforged',
 	"SELECT max(id) + 1000000000 FROM autora.ledger");
 $target{farduplicate} = (entry_ids('farduplicate', '101'))[1];
+$target{longtenant} = $node->safe_psql('longtenant', "SELECT max(id) + 100 FROM autora.ledger");
 is($node->safe_psql('horizon',
 		'SELECT tenant_id FROM autora.ledger_blocks ORDER BY block_id DESC LIMIT 1'),
 	'102', 'horizon: the last block sealed belongs to tenant 102');
@@ -354,6 +358,18 @@ my %tamper = (
 		"UPDATE autora.ledger SET after = jsonb_set(after, '{amount}', '999') WHERE id = $target{sparse}"
 	],
 	farforged => [ forge_copy($target{farforged}) ],
+	# copies of an entry of the 127-byte tenant, with consistent hashes,
+	# under an unregistered longer id that begins with it, and under ''
+	longtenant => [
+		map {
+			my ($id, $tenant) = @$_;
+			(   qq{INSERT INTO autora.ledger
+			   SELECT * FROM jsonb_populate_record(NULL::autora.ledger,
+			     (SELECT to_jsonb(l) || jsonb_build_object('id', $id, 'tenant_id', '$tenant')
+			        FROM autora.ledger l WHERE tenant_id = '$long_tenant' AND op = 'INSERT' ORDER BY id LIMIT 1))},
+				"UPDATE autora.ledger l SET hash = public.t_entry_hash(l) WHERE id = $id")
+		} ([ $target{longtenant}, "${long_tenant}x" ], [ $target{longtenant} + 1, '' ])
+	],
 	farduplicate => [
 		copy_entry($target{farduplicate}),
 		forge_copy($node->safe_psql('farduplicate', "SELECT max(id) + 1000000000 FROM autora.ledger"))
@@ -477,6 +493,17 @@ detected('nullblock', $target{nullblock}, qr/block 2 is unreadable: NULL fields/
 	like($err, qr/XX001.*last ledger block .* was altered/s,
 		'nulllast: the sealer refuses to seal on top of it as an altered block (XX001)');
 }
+# Forged entries of tenant ids that no registered tenant has are chains of
+# their own: one that begins with the 127-byte tenant's id, and the empty id,
+# are neither that tenant's chain nor the platform chain
+is( $node->safe_psql('longtenant',
+		"SELECT string_agg(coalesce(length(tenant_id)::text, 'platform') || ':' || ok || ':' || coalesce(first_bad_entry - $target{longtenant}, -1), ' ' ORDER BY length(tenant_id), tenant_id)"
+		  . " FROM autora.verify() WHERE tenant_id IS NULL OR tenant_id NOT IN ('101', '102')"),
+	'0:false:1 127:true:-1 128:false:0 platform:true:-1',
+	'longtenant: the forged entries fail chains of their own; the 127-byte tenant and the platform chain verify');
+is(join('|', verify('longtenant', $long_tenant)), "t||chain verified: 7 entries in 3 blocks",
+	'longtenant: verify of the 127-byte tenant');
+
 detected('sparse', $target{sparse}, qr/\b$target{sparse}\b/,
 	'a sealed entry changed, in chains whose ids lie far apart');
 detected('swapped', $target{swapped}[0], qr/\b$target{swapped}[0]\b/,
@@ -547,6 +574,24 @@ is( $node->safe_psql('forged',
 	'0', 'forged: autora.seal() does not seal the forged entry');
 my ($fok, $fbad) = verify('forged', '101');
 is("$fok $fbad", "f $target{forged}", 'forged: still reported after another seal round');
+
+# verify runs no SQL of its own (it scans the tables directly): with
+# auto_explain showing nested statements, only the caller's statement runs
+{
+	my ($out, $err) = ('', '');
+	$node->psql('edit',
+		"LOAD 'auto_explain';\nSET auto_explain.log_min_duration = 0;\n"
+		  . "SET auto_explain.log_nested_statements = on;\nSET auto_explain.log_level = notice;\n"
+		  . "SELECT count(*) FROM autora.verify();\nSELECT count(*) FROM autora.verify('101');",
+		stdout => \$out,
+		stderr => \$err);
+	my @statements = $err =~ /Query Text: ([^\n]*)/g;
+	is_deeply(
+		\@statements,
+		[ 'SELECT count(*) FROM autora.verify();', "SELECT count(*) FROM autora.verify('101');" ],
+		'verify() and verify(tenant) run no SQL statement of their own')
+	  or diag($err);
+}
 
 log_clean($node, 'tamper');
 $node->stop('immediate');

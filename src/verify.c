@@ -92,16 +92,14 @@ typedef struct SlotKey
 	int64		slot;
 } SlotKey;
 
-/* A slot listing an id whose first slot belongs to another tenant's block. */
-typedef struct OtherListingKey
+/*
+ * A slot listing an id whose first slot belongs to another tenant's block:
+ * only in a tampered ledger, or one whose id sequence was set back.
+ */
+typedef struct OtherListing
 {
 	int64		id;
 	int32		tenant;
-} OtherListingKey;
-
-typedef struct OtherListing
-{
-	OtherListingKey key;
 	int64		slot;
 } OtherListing;
 
@@ -147,10 +145,15 @@ typedef struct VerifyState
 	int32	   *by_id;
 	SlotKey    *keys;
 	int64		nkeys;
-	HTAB	   *others;			/* of OtherListing; NULL until needed */
+	/* later listings of an id by other tenants' blocks, by id and tenant */
+	OtherListing *others;
+	int64		nothers;
+	int64		maxothers;
 	/* entries in no slot, and second entries of an id */
 	EntryRefs	unsealed;
 	EntryRefs	duplicates;
+	/* verify(tenant): other chains' entries with an id its blocks list */
+	EntryRefs	foreign;
 	SealHorizon last;			/* horizon of the last seal round */
 	int64		last_block_id;
 	bool		last_block_id_null;
@@ -286,15 +289,19 @@ AppendEntryRef(EntryRefs *refs, int64 id, uint64 xid, int32 tenant)
 	refs->n++;
 }
 
-/* Comparator for qsort and bsearch of EntryRef and SlotKey: both begin with the id. */
+/*
+ * Comparator for qsort and bsearch of EntryRef, SlotKey and OtherListing:
+ * all begin with the id.
+ */
 static int
 CompareLeadingIds(const void *a, const void *b)
 {
 	int64		x = *(const int64 *) a;
 	int64		y = *(const int64 *) b;
 
-	StaticAssertStmt(offsetof(EntryRef, id) == 0 && offsetof(SlotKey, id) == 0,
-					 "EntryRef and SlotKey begin with the id");
+	StaticAssertStmt(offsetof(EntryRef, id) == 0 && offsetof(SlotKey, id) == 0 &&
+					 offsetof(OtherListing, id) == 0,
+					 "EntryRef, SlotKey and OtherListing begin with the id");
 	return (x > y) - (x < y);
 }
 
@@ -434,61 +441,107 @@ FirstSlotOf(VerifyState *vs, int64 id)
 	return found ? found->slot : -1;
 }
 
+/* Order of the other listings: by id, then tenant, then slot. */
+static int
+CompareOtherListings(const void *a, const void *b)
+{
+	const OtherListing *x = a;
+	const OtherListing *y = b;
+	int			by_id = CompareLeadingIds(a, b);
+
+	if (by_id != 0)
+		return by_id;
+	if (x->tenant != y->tenant)
+		return (x->tenant > y->tenant) - (x->tenant < y->tenant);
+	return (x->slot > y->slot) - (x->slot < y->slot);
+}
+
+/* Index of the first other listing of an id or a higher one. */
+static int64
+OtherListingsFrom(VerifyState *vs, int64 id)
+{
+	int64		lo = 0;
+	int64		hi = vs->nothers;
+
+	while (lo < hi)
+	{
+		int64		mid = lo + (hi - lo) / 2;
+
+		if (vs->others[mid].id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
 /* The slot of a tenant's block that lists an id, or -1. */
 static int64
 SlotOf(VerifyState *vs, int64 id, int32 tenant)
 {
 	int64		s = FirstSlotOf(vs, id);
-	OtherListingKey key;
-	OtherListing *other;
 
 	if (s < 0 || SlotTenant(vs, s) == tenant)
 		return s;
-	if (vs->others == NULL)
-		return -1;
-	memset(&key, 0, sizeof(key));
-	key.id = id;
-	key.tenant = tenant;
-	other = hash_search(vs->others, &key, HASH_FIND, NULL);
-	return other ? other->slot : -1;
+	for (int64 i = OtherListingsFrom(vs, id); i < vs->nothers && vs->others[i].id == id; i++)
+		if (vs->others[i].tenant == tenant)
+			return vs->others[i].slot;
+	return -1;
 }
 
 /*
  * Slot s lists the id that slot `first` listed before it.  In one tenant's
  * chain that means the entry is sealed twice; a block of another tenant that
  * lists the id is that tenant's failure (the entry is missing from its
- * chain), and must not make the entry's own chain fail.
+ * chain), and must not make the entry's own chain fail: it is kept apart,
+ * as that tenant's listing of the id (see SortOtherListings).
  */
 static void
 AddLaterListing(VerifyState *vs, int64 first, int64 s, int64 id)
 {
-	OtherListingKey key;
 	OtherListing *other;
-	bool		found;
 
 	if (SlotTenant(vs, first) == SlotTenant(vs, s))
 	{
 		vs->slots[s].flags |= SLOT_LISTED_TWICE;
 		return;
 	}
-	if (vs->others == NULL)
+	if (vs->nothers == vs->maxothers)
 	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(OtherListingKey);
-		ctl.entrysize = sizeof(OtherListing);
-		ctl.hcxt = CurrentMemoryContext;
-		vs->others = hash_create("autora verify listings", 64, &ctl,
-								 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		vs->maxothers = Max(vs->maxothers * 2, 64);
+		vs->others = vs->others
+			? repalloc_huge(vs->others, sizeof(OtherListing) * vs->maxothers)
+			: palloc_extended(sizeof(OtherListing) * vs->maxothers, MCXT_ALLOC_HUGE);
 	}
-	memset(&key, 0, sizeof(key));
-	key.id = id;
-	key.tenant = SlotTenant(vs, s);
-	other = hash_search(vs->others, &key, HASH_ENTER, &found);
-	if (found)
-		vs->slots[s].flags |= SLOT_LISTED_TWICE;
-	else
-		other->slot = s;
+	other = &vs->others[vs->nothers++];
+	other->id = id;
+	other->tenant = SlotTenant(vs, s);
+	other->slot = s;
+}
+
+/*
+ * Sorts the other listings for search, keeping each tenant's first slot of
+ * an id; its later ones list the id twice in that tenant's chain.
+ */
+static void
+SortOtherListings(VerifyState *vs)
+{
+	int64		kept = 0;
+
+	if (vs->nothers == 0)
+		return;
+	qsort(vs->others, vs->nothers, sizeof(OtherListing), CompareOtherListings);
+	for (int64 i = 0; i < vs->nothers; i++)
+	{
+		OtherListing *o = &vs->others[i];
+
+		if (kept > 0 && vs->others[kept - 1].id == o->id &&
+			vs->others[kept - 1].tenant == o->tenant)
+			vs->slots[o->slot].flags |= SLOT_LISTED_TWICE;
+		else
+			vs->others[kept++] = *o;
+	}
+	vs->nothers = kept;
 }
 
 /*
@@ -595,6 +648,7 @@ IndexSlots(VerifyState *vs)
 				vs->keys[vs->nkeys++] = vs->keys[i];
 		}
 	}
+	SortOtherListings(vs);
 }
 
 /*
@@ -642,7 +696,12 @@ ScanEntries(VerifyState *vs, Relation ledger, Snapshot snap)
 				last_index = TenantIndex(vs, tenant);
 			MemoryContextReset(per_tuple);
 			if (!wanted)
+			{
+				/* another chain's entry with an id this chain seals: shared */
+				if (!nulls[LC_ID] && FirstSlotOf(vs, DatumGetInt64(values[LC_ID])) >= 0)
+					AppendEntryRef(&vs->foreign, DatumGetInt64(values[LC_ID]), 0, -1);
 				continue;
+			}
 		}
 
 		vs->reports[last_index].entries++;
@@ -686,53 +745,87 @@ ScanEntries(VerifyState *vs, Relation ledger, Snapshot snap)
 	MemoryContextDelete(per_tuple);
 }
 
-/* Whether an entry of some tenant took a slot listing this id. */
-static bool
-SlotTakenForId(VerifyState *vs, int64 id)
+/*
+ * The chains (report indexes; -1: another chain's entry met by
+ * verify(tenant)) of the entries that share one id.  A chain holding two of
+ * them has a copied entry; a chain holding one shares the id with another.
+ */
+static void
+ReportSharedId(VerifyState *vs, int64 id, List *holders)
 {
-	int64		s = FirstSlotOf(vs, id);
+	ListCell   *lc;
+	int32		prev = -1;
 
-	if (s < 0)
-		return false;
-	if (vs->slots[s].flags & SLOT_FOUND)
-		return true;
-	/* other tenants' blocks listing the id: only in a tampered ledger */
-	for (int t = 0; vs->others != NULL && t < vs->nreports; t++)
+	list_sort(holders, list_int_cmp);
+	foreach(lc, holders)
 	{
-		s = SlotOf(vs, id, t);
-		if (s >= 0 && (vs->slots[s].flags & SLOT_FOUND))
-			return true;
+		int32		t = lfirst_int(lc);
+		ListCell   *next = lnext(holders, lc);
+
+		if (t < 0 || t == prev)
+			continue;
+		prev = t;
+		if (next != NULL && lfirst_int(next) == t)
+			Fail(&vs->reports[t], id, "entry id %lld appears more than once", (long long) id);
+		else
+			Fail(&vs->reports[t], id, "entry id %lld is also the id of another chain's entry",
+				 (long long) id);
 	}
-	return false;
 }
 
 /*
- * Ids come from a sequence; one seen twice means a row was copied in.  The
- * scan met second entries of a slot's id; copies among the entries without
- * a slot show once those are sorted by id, or as an id whose slot an entry
- * took.  Reported in id order.
+ * Ids come from one sequence, so no two entries share one, whatever their
+ * chains: a shared id means a row was copied in, or the sequence was set
+ * back (setval) so that new entries took old ids.  Every chain holding an
+ * entry with a shared id fails at it, in id order.  The entries with an id
+ * are: those that took a slot listing it (the id's first slot, and other
+ * tenants' listings), the second entries of a slot's id, entries in no slot,
+ * and, for verify(tenant), other chains' entries with an id its blocks list.
+ * Those lists are sorted and walked together, one id at a time.
  */
 static void
 CheckUniqueIds(VerifyState *vs)
 {
-	EntryRefs  *u = &vs->unsealed;
+	EntryRefs  *lists[3] = {&vs->duplicates, &vs->unsealed, &vs->foreign};
+	int64		pos[3] = {0, 0, 0};
+	int64		opos = 0;
 
-	if (u->n > 0)
-		qsort(u->items, u->n, sizeof(EntryRef), CompareLeadingIds);
-	for (int64 i = 0; i < u->n; i++)
+	for (int l = 0; l < 3; l++)
+		if (lists[l]->n > 1)
+			qsort(lists[l]->items, lists[l]->n, sizeof(EntryRef), CompareLeadingIds);
+	for (;;)
 	{
-		EntryRef   *e = &u->items[i];
+		int64		id = PG_INT64_MAX;
+		bool		more = false;
+		List	   *holders = NIL;
+		int64		s;
 
-		if ((i > 0 && u->items[i - 1].id == e->id) || SlotTakenForId(vs, e->id))
-			AppendEntryRef(&vs->duplicates, e->id, e->xid, e->tenant);
-	}
-	if (vs->duplicates.n > 0)
-		qsort(vs->duplicates.items, vs->duplicates.n, sizeof(EntryRef), CompareLeadingIds);
-	for (int64 i = 0; i < vs->duplicates.n; i++)
-	{
-		EntryRef   *d = &vs->duplicates.items[i];
+		for (int l = 0; l < 3; l++)
+			if (pos[l] < lists[l]->n)
+			{
+				id = Min(id, lists[l]->items[pos[l]].id);
+				more = true;
+			}
+		if (opos < vs->nothers)
+		{
+			id = Min(id, vs->others[opos].id);
+			more = true;
+		}
+		if (!more)
+			break;
 
-		Fail(&vs->reports[d->tenant], d->id, "entry id %lld appears more than once", (long long) d->id);
+		for (int l = 0; l < 3; l++)
+			for (; pos[l] < lists[l]->n && lists[l]->items[pos[l]].id == id; pos[l]++)
+				holders = lappend_int(holders, lists[l]->items[pos[l]].tenant);
+		s = FirstSlotOf(vs, id);
+		if (s >= 0 && (vs->slots[s].flags & SLOT_FOUND))
+			holders = lappend_int(holders, SlotTenant(vs, s));
+		for (; opos < vs->nothers && vs->others[opos].id == id; opos++)
+			if (vs->slots[vs->others[opos].slot].flags & SLOT_FOUND)
+				holders = lappend_int(holders, vs->others[opos].tenant);
+		if (list_length(holders) >= 2)
+			ReportSharedId(vs, id, holders);
+		list_free(holders);
 	}
 }
 

@@ -147,6 +147,82 @@ SELECT autora.seal();
 is($node->safe_psql('sparse',
 		"SELECT count(*) FROM autora.ledger_blocks WHERE block_no = 4 AND last_entry > 1000000000"),
 	'2', 'sparse: each tenant has a fourth block of a far-away id (precondition)');
+
+# Ids shared across chains, without touching any file: the id sequence set
+# back (setval, as a superuser may) so that new entries take ids that
+# entries of another chain already have.  Ledger ids are unique ledger-wide:
+# every chain holding one of them fails at that id, in verify() and in
+# verify(tenant).  (verify(tenant) compares its own pending entries with
+# other chains' entries once they are sealed.)
+# reuse: an entry of 102 takes the id of 101's first entry; both sealed.
+setup_db($node, 'reuse', tenants => [ '101', '102' ]);
+populate('reuse', '101', '102');
+my $reused = (entry_ids('reuse', '101'))[0];
+$node->safe_psql('reuse', qq{
+SELECT setval('autora.ledger_id_seq', $reused, false);
+BEGIN;
+SELECT autora.set_context_trusted('102', 'erin', 'sales');
+INSERT INTO deals (tenant_id, customer, amount) VALUES ('102', 'c6', 600);
+COMMIT;
+SELECT autora.seal();
+});
+is( $node->safe_psql('reuse',
+		"SELECT string_agg(DISTINCT b.tenant_id, ',') FROM autora.ledger_blocks b WHERE $reused = ANY (b.entry_ids)"),
+	'101,102',
+	'reuse: entries of 101 and 102 share an id, each sealed in its own chain (precondition)');
+# reusepending: the same, the entry of 102 not sealed yet; and an entry of
+# the platform chain and one of 101, both pending, sharing a fresh id
+setup_db($node, 'reusepending', tenants => [ '101', '102' ]);
+populate('reusepending', '101', '102');
+my $reused_sealed = (entry_ids('reusepending', '101'))[0];
+my $reused_fresh = $node->safe_psql('reusepending', 'SELECT max(id) + 1000 FROM autora.ledger');
+$node->safe_psql('reusepending', qq{
+SELECT setval('autora.ledger_id_seq', $reused_sealed, false);
+BEGIN;
+SELECT autora.set_context_trusted('102', 'erin', 'sales');
+INSERT INTO deals (tenant_id, customer, amount) VALUES ('102', 'c6', 600);
+COMMIT;
+SELECT setval('autora.ledger_id_seq', $reused_fresh, false);
+BEGIN;
+SELECT autora.set_context_trusted(NULL, 'ops', 'platform_owner');
+SELECT autora.log_event('audit-export');
+COMMIT;
+SELECT setval('autora.ledger_id_seq', $reused_fresh, false);
+BEGIN;
+SELECT autora.set_context_trusted('101', 'erin', 'sales');
+INSERT INTO deals (tenant_id, customer, amount) VALUES ('101', 'c6', 600);
+COMMIT;
+});
+is( $node->safe_psql('reusepending',
+		"SELECT string_agg(coalesce(tenant_id, 'platform'), ',' ORDER BY id, tenant_id) FROM autora.ledger WHERE id IN ($reused_sealed, $reused_fresh)")
+	  . ' '
+	  . $node->safe_psql('reusepending',
+		"SELECT string_agg(tenant_id, ',') FROM autora.ledger_blocks WHERE entry_ids && ARRAY[$reused_sealed, $reused_fresh]::bigint[]"),
+	'101,102,101,platform 101',
+	'reusepending: two ids each shared by two chains, only the first entry of the four sealed (precondition)');
+for my $case (
+	[ 'reuse', '101', $reused, 1 ],
+	[ 'reuse', '102', $reused, 1 ],
+	[ 'reusepending', '101', $reused_sealed, 1 ],
+	[ 'reusepending', '102', $reused_sealed, 0 ])
+{
+	my ($db, $tenant, $id, $alone) = @$case;
+	my $all = $node->safe_psql($db,
+		"SELECT ok || '|' || first_bad_entry || '|' || detail FROM autora.verify() WHERE tenant_id = '$tenant'");
+	like($all, qr/^false\|$id\|entry id $id is also the id of another chain's entry$/,
+		"$db: verify() fails chain $tenant at the shared id $id");
+	next unless $alone;
+	my ($ok, $bad, $detail) = verify($db, $tenant);
+	is("$ok|$bad|$detail", "f|$id|entry id $id is also the id of another chain's entry",
+		"$db: verify('$tenant') fails at the shared id $id");
+}
+is( $node->safe_psql('reusepending',
+		"SELECT ok || '|' || first_bad_entry FROM autora.verify() WHERE tenant_id IS NULL"),
+	"false|$reused_fresh",
+	'reusepending: the platform chain fails at the id its pending entry shares with a pending entry of 101');
+is( $node->safe_psql('reuse', 'SELECT ok FROM autora.verify() WHERE tenant_id IS NULL'),
+	't', 'reuse: the platform chain, which shares no id, still verifies');
+
 for my $db (@cases)
 {
 	ok( poll($node, $db,

@@ -30,8 +30,11 @@ GRANT USAGE ON SCHEMA autora TO PUBLIC;
 ------------------------------------------------------------------------------
 -- Configuration: tenants and actor roles
 ------------------------------------------------------------------------------
+-- A tenant id is at most 127 bytes (AUTORA_TENANT_ID_MAXLEN in
+-- src/autora_audit.h, which sizes the C code's tenant-keyed buffers).
 CREATE TABLE autora.tenants (
-    tenant_id  text PRIMARY KEY CHECK (tenant_id <> ''),
+    tenant_id  text PRIMARY KEY CHECK (tenant_id <> '')
+               CONSTRAINT tenants_tenant_id_length CHECK (pg_catalog.octet_length(tenant_id) <= 127),
     group_id   text,
     name       text,
     created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
@@ -298,6 +301,13 @@ BEGIN
     IF tenant_id IS NULL OR tenant_id = '' THEN
         RAISE EXCEPTION 'tenant id must not be empty'
             USING ERRCODE = '22023', HINT = 'Pass the store id, e.g. autora.add_tenant(''101'', ''north'', ''Main St Motors'').';
+    END IF;
+    IF pg_catalog.octet_length(tenant_id) > 127 THEN
+        RAISE EXCEPTION 'tenant id is too long'
+            USING ERRCODE = '22023',
+                  DETAIL = pg_catalog.format('It is %s bytes long in the database encoding.',
+                                             pg_catalog.octet_length(tenant_id)),
+                  HINT = 'Use a store id of at most 127 bytes.';
     END IF;
     INSERT INTO autora.tenants AS t (tenant_id, group_id, name)
     VALUES (add_tenant.tenant_id, add_tenant.group_id, add_tenant.name)

@@ -17,6 +17,13 @@
 #define ERRCODE_AUTORA_UNKNOWN			MAKE_SQLSTATE('Z','A','0','0','4')
 #define ERRCODE_AUTORA_SUPPORT			MAKE_SQLSTATE('Z','A','0','0','5')
 
+/*
+ * Longest tenant id, in bytes of the database encoding.  The install script
+ * enforces the same limit (the CHECK constraint on autora.tenants and
+ * autora.add_tenant()); C code sizes its tenant-keyed buffers from it.
+ */
+#define AUTORA_TENANT_ID_MAXLEN			127
+
 extern int	autora_seal_interval_ms;
 extern int	autora_block_size;
 extern bool autora_skip_noop_updates;

@@ -532,7 +532,7 @@ autora_stamp_tenant(PG_FUNCTION_ARGS)
 
 typedef struct TenantCount
 {
-	char		tenant[NAMEDATALEN * 2];
+	char		tenant[AUTORA_TENANT_ID_MAXLEN + 1];
 	int64		rows;
 } TenantCount;
 

@@ -41,7 +41,7 @@
 /* entries of one tenant found by a round */
 typedef struct TenantBatch
 {
-	char		key[NAMEDATALEN * 2];	/* tenant id; "" for the platform chain */
+	char		key[AUTORA_TENANT_ID_MAXLEN + 1];	/* tenant id; "" for the platform chain */
 	int64		n;
 	int64		cap;
 	int64	   *ids;

@@ -52,7 +52,7 @@ static LedgerOidsState ledger_oids_state = LEDGER_UNKNOWN;
 /* tenant id -> its chain sequence */
 typedef struct TenantChain
 {
-	char		tenant[NAMEDATALEN * 2];
+	char		tenant[AUTORA_TENANT_ID_MAXLEN + 1];
 	Oid			seq;
 } TenantChain;
 static HTAB *TenantChains = NULL;
@@ -186,11 +186,11 @@ TenantChainSequence(const char *tenant, const LedgerOids *oids)
 
 	if (tenant == NULL)
 		return oids->platform_seq;
-	if (strlen(tenant) >= sizeof(chain->tenant))
+	if (strlen(tenant) > AUTORA_TENANT_ID_MAXLEN)
 		ereport(ERROR,
 				(errcode(ERRCODE_AUTORA_UNKNOWN),
 				 errmsg("tenant id is too long"),
-				 errhint("Tenant ids are at most %d bytes.", (int) sizeof(chain->tenant) - 1)));
+				 errhint("Tenant ids are at most %d bytes.", AUTORA_TENANT_ID_MAXLEN)));
 
 	if (TenantChains == NULL)
 	{

@@ -6,9 +6,10 @@
  *
  * The header's alg must equal the key's algorithm, so "none" and algorithm
  * confusion (an HS256 token "signed" with a public key) are refused.  All
- * parsing is non-throwing until the signature has been checked, so every
- * malformed input ends in ZA002 with a message that names the problem and
- * never the token or the key.
+ * parsing is non-throwing, the JSON checked against limits that keep the
+ * parser and jsonb_in from raising, so every malformed input, before or
+ * after the signature, ends in ZA002 with a message that names the problem
+ * and never the token or the key.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -22,6 +23,7 @@
 
 #include "access/table.h"
 #include "access/tableam.h"
+#include "catalog/namespace.h"
 #include "common/jsonapi.h"
 #include "executor/tuptable.h"
 #include "mb/pg_wchar.h"
@@ -91,53 +93,243 @@ Base64UrlDecode(const char *in, size_t len, Bytes *out)
 }
 
 /*
- * Numbers in a token become numerics; a huge one would make jsonb_in raise
- * 22003 before the signature is even checked.  Ids and NumericDates are
- * short, so anything longer, or beyond the bigint range, is refused.
+ * Limits on the JSON of a token.  Everything the parser or jsonb_in could
+ * raise on is checked first, so that a malformed token ends in ZA002 and
+ * nothing else:
+ * - numbers become numerics, and numeric_in raises 22003 on a huge value or
+ *   a huge exponent either way (1e-200000); ids and NumericDates are short
+ *   and moderate, so anything longer, beyond the bigint range or with an
+ *   exponent beyond TOKEN_NUMBER_MAX_EXPONENT is refused;
+ * - the parser recurses once per nesting level and raises 54001 when the
+ *   stack runs out; claims are nested a few levels at most.
  */
 #define TOKEN_NUMBER_MAX_CHARS 32
+#define TOKEN_NUMBER_MAX_EXPONENT 1000
+#define TOKEN_JSON_MAX_DEPTH 64
 
-typedef struct NumberCheck
+typedef enum JsonProblem
 {
-	bool		bad;
-} NumberCheck;
+	TOKEN_JSON_FINE,
+	TOKEN_JSON_BAD_NUMBER,
+	TOKEN_JSON_DUPLICATE_MEMBER
+} JsonProblem;
 
+typedef struct JsonCheck
+{
+	JsonProblem problem;		/* the first one found */
+	List	   *objects;		/* member names of each open object,
+								 * innermost first */
+} JsonCheck;
+
+/*
+ * Can the database encoding hold this character?  Asked of the conversion
+ * function itself, in its no-error mode: pg_unicode_to_server(), which the
+ * JSON lexer calls for \u escapes, raises instead (22P05, or 0A000 where
+ * there is no conversion, as in SQL_ASCII).
+ */
+static bool
+CharacterFitsDatabase(pg_wchar code)
+{
+	int			encoding = GetDatabaseEncoding();
+	unsigned char utf8[8];
+	unsigned char converted[64];
+	int			len;
+	Oid			proc;
+
+	if (code <= 0x7F || encoding == PG_UTF8)
+		return true;
+	proc = FindDefaultConversionProc(PG_UTF8, encoding);
+	if (!OidIsValid(proc))
+		return false;
+	unicode_to_utf8(code, utf8);
+	len = pg_utf_mblen(utf8);
+	return pg_do_encoding_conversion_buf(proc, PG_UTF8, encoding, utf8, len,
+										 converted, sizeof(converted), true) == len;
+}
+
+/* The code of a \uXXXX escape at p (len bytes left), or -1. */
+static int32
+UnicodeEscape(const char *p, size_t len)
+{
+	char		hex[5];
+
+	if (len < 6 || p[0] != '\\' || p[1] != 'u')
+		return -1;
+	memcpy(hex, p + 2, 4);
+	hex[4] = '\0';
+	if (strspn(hex, "0123456789abcdefABCDEF") != 4)
+		return -1;
+	return (int32) strtol(hex, NULL, 16);
+}
+
+/*
+ * Scans a JSON text for what the parser itself would raise on: nesting
+ * deeper than TOKEN_JSON_MAX_DEPTH, and, in a database whose encoding is not
+ * UTF8, a \u escape of a character that encoding cannot hold (escapes the
+ * lexer refuses anyway, such as \u0000 or a lone surrogate, are left to it).
+ * Every server encoding is ASCII-safe, so quotes, backslashes and brackets
+ * are single bytes.  Returns the problem as a message part, or NULL.
+ */
+static const char *
+PrescanJson(const char *text, size_t len)
+{
+	bool		utf8 = GetDatabaseEncoding() == PG_UTF8;
+	bool		in_string = false;
+	int			depth = 0;
+
+	for (size_t i = 0; i < len; i++)
+	{
+		char		c = text[i];
+
+		if (in_string)
+		{
+			int32		code;
+
+			if (c == '"')
+				in_string = false;
+			else if (c != '\\' || i + 1 == len)
+				continue;
+			else if (utf8 || (code = UnicodeEscape(text + i, len - i)) < 0)
+				i++;			/* the escaped character never ends the string */
+			else
+			{
+				int32		low = UnicodeEscape(text + i + 6, len - i - 6);
+
+				if (is_utf16_surrogate_first(code) && low >= 0 && is_utf16_surrogate_second(low))
+				{
+					code = surrogate_pair_to_codepoint(code, low);
+					i += 6;
+				}
+				if (!is_utf16_surrogate_first(code) && !is_utf16_surrogate_second(code) &&
+					code != 0 && !CharacterFitsDatabase(code))
+					return "escapes a character the database encoding cannot hold";
+				i += 5;
+			}
+		}
+		else if (c == '"')
+			in_string = true;
+		else if (c == '[' || c == '{')
+		{
+			if (++depth > TOKEN_JSON_MAX_DEPTH)
+				return "is nested too deeply";
+		}
+		else if (c == ']' || c == '}')
+			depth--;
+	}
+	return NULL;
+}
+
+/* JsonSemAction scalar callback: is a number within the limits above? */
 static void
 CheckNumberToken(void *state, char *token, JsonTokenType type)
 {
-	NumberCheck *check = (NumberCheck *) state;
+	JsonCheck  *check = (JsonCheck *) state;
+	const char *exponent;
 	double		d;
 
-	if (type != JSON_TOKEN_NUMBER)
+	if (type != JSON_TOKEN_NUMBER || check->problem != TOKEN_JSON_FINE)
 		return;
+	if (strlen(token) > TOKEN_NUMBER_MAX_CHARS)
+	{
+		check->problem = TOKEN_JSON_BAD_NUMBER;
+		return;
+	}
+	exponent = strpbrk(token, "eE");
+	if (exponent != NULL)
+	{
+		long		e;
+
+		errno = 0;
+		e = strtol(exponent + 1, NULL, 10);
+		if (errno != 0 || e > TOKEN_NUMBER_MAX_EXPONENT || e < -TOKEN_NUMBER_MAX_EXPONENT)
+		{
+			check->problem = TOKEN_JSON_BAD_NUMBER;
+			return;
+		}
+	}
 	d = strtod(token, NULL);
-	if (strlen(token) > TOKEN_NUMBER_MAX_CHARS || !isfinite(d) || fabs(d) > 1e19)
-		check->bad = true;
+	if (!isfinite(d) || fabs(d) > 1e19)
+		check->problem = TOKEN_JSON_BAD_NUMBER;
 }
 
-/* Parses a decoded segment as a JSON object without throwing on bad input. */
+/* JsonSemAction callbacks collecting each object's member names. */
+static void
+CheckObjectStart(void *state)
+{
+	JsonCheck  *check = (JsonCheck *) state;
+
+	check->objects = lcons(NIL, check->objects);
+}
+
+static void
+CheckMemberName(void *state, char *fname, bool isnull)
+{
+	JsonCheck  *check = (JsonCheck *) state;
+
+	linitial(check->objects) = lappend(linitial(check->objects), fname);
+}
+
+static int
+CompareNames(const ListCell *a, const ListCell *b)
+{
+	return strcmp(lfirst(a), lfirst(b));
+}
+
+/*
+ * A member named twice: jsonb keeps the last one, and an issuer or a gateway
+ * that read the first would have checked other claims than ours (RFC 7515
+ * and 7519 allow refusing such tokens).  Names compare after unescaping.
+ */
+static void
+CheckObjectEnd(void *state)
+{
+	JsonCheck  *check = (JsonCheck *) state;
+	List	   *names = linitial(check->objects);
+
+	list_sort(names, CompareNames);
+	for (int i = 1; i < list_length(names); i++)
+		if (strcmp(list_nth(names, i - 1), list_nth(names, i)) == 0 &&
+			check->problem == TOKEN_JSON_FINE)
+			check->problem = TOKEN_JSON_DUPLICATE_MEMBER;
+	list_free(names);
+	check->objects = list_delete_first(check->objects);
+}
+
+/*
+ * Parses a decoded segment as a JSON object.  Nothing here raises anything
+ * but ZA002: the checks above run before jsonb_in, which then cannot fail.
+ */
 static Jsonb *
 ParseJsonObject(Bytes *b, const char *what)
 {
 	JsonLexContext *lex;
 	JsonSemAction sem;
-	NumberCheck check;
+	JsonCheck	check;
 	char	   *text = palloc(b->len + 1);
+	const char *problem;
 	Jsonb	   *jb;
 
 	memcpy(text, b->data, b->len);
 	text[b->len] = '\0';
 	if (strlen(text) != b->len || !pg_verifymbstr(text, b->len, true))
 		BadToken(psprintf("the %s is not valid text", what));
+	if ((problem = PrescanJson(text, b->len)) != NULL)
+		BadToken(psprintf("the %s %s", what, problem));
 	memset(&sem, 0, sizeof(sem));
 	sem.semstate = &check;
 	sem.scalar = CheckNumberToken;
-	check.bad = false;
+	sem.object_start = CheckObjectStart;
+	sem.object_field_start = CheckMemberName;
+	sem.object_end = CheckObjectEnd;
+	check.problem = TOKEN_JSON_FINE;
+	check.objects = NIL;
 	lex = makeJsonLexContextCstringLen(text, b->len, GetDatabaseEncoding(), true);
 	if (pg_parse_json(lex, &sem) != JSON_SUCCESS)
 		BadToken(psprintf("the %s is not valid JSON", what));
-	if (check.bad)
+	if (check.problem == TOKEN_JSON_BAD_NUMBER)
 		BadToken(psprintf("a number in the %s is out of range", what));
+	if (check.problem == TOKEN_JSON_DUPLICATE_MEMBER)
+		BadToken(psprintf("the %s has a member named twice", what));
 	jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
 	if (!JB_ROOT_IS_OBJECT(jb) || JB_ROOT_IS_SCALAR(jb))
 		BadToken(psprintf("the %s is not a JSON object", what));

@@ -19,7 +19,7 @@
 #include "access/heapam.h"
 #include "access/tableam.h"
 #include "catalog/pg_type.h"
-#include "executor/spi.h"
+#include "common/hashfn.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
@@ -34,6 +34,7 @@
 #include "chain.h"
 #include "encoding.h"
 #include "ledger.h"
+#include "scope.h"
 #include "writer.h"
 
 typedef struct BlockInfo
@@ -91,16 +92,14 @@ typedef struct SlotKey
 	int64		slot;
 } SlotKey;
 
-/* A slot listing an id whose first slot belongs to another tenant's block. */
-typedef struct OtherListingKey
+/*
+ * A slot listing an id whose first slot belongs to another tenant's block:
+ * only in a tampered ledger, or one whose id sequence was set back.
+ */
+typedef struct OtherListing
 {
 	int64		id;
 	int32		tenant;
-} OtherListingKey;
-
-typedef struct OtherListing
-{
-	OtherListingKey key;
 	int64		slot;
 } OtherListing;
 
@@ -116,9 +115,15 @@ typedef struct TenantReport
 	char	   *detail;
 } TenantReport;
 
+/*
+ * Reports by tenant id.  The key points to the id itself, of any length: a
+ * tampered ledger may hold ids longer than autora.tenants allows, and a
+ * fixed-size key would truncate them and merge their chains.  The platform
+ * chain's key is NULL, so that a forged empty id is a chain of its own.
+ */
 typedef struct TenantKey
 {
-	char		key[NAMEDATALEN * 2];
+	const char *key;			/* tenant id; NULL for the platform chain */
 	int32		index;
 } TenantKey;
 
@@ -140,32 +145,61 @@ typedef struct VerifyState
 	int32	   *by_id;
 	SlotKey    *keys;
 	int64		nkeys;
-	HTAB	   *others;			/* of OtherListing; NULL until needed */
+	/* later listings of an id by other tenants' blocks, by id and tenant */
+	OtherListing *others;
+	int64		nothers;
+	int64		maxothers;
 	/* entries in no slot, and second entries of an id */
 	EntryRefs	unsealed;
 	EntryRefs	duplicates;
+	/* verify(tenant): other chains' entries with an id its blocks list */
+	EntryRefs	foreign;
 	SealHorizon last;			/* horizon of the last seal round */
 	int64		last_block_id;
 	bool		last_block_id_null;
 	bool		last_intact;	/* that block hashes to its block_hash */
 } VerifyState;
 
+/* TenantKey's hash function: the whole id, however long. */
+static uint32
+TenantKeyHash(const void *key, Size keysize)
+{
+	const char *id = *(const char *const *) key;
+
+	return id ? hash_bytes((const unsigned char *) id, strlen(id)) : 0;
+}
+
+/* TenantKey's match function: 0 for the same id, or both NULL. */
+static int
+TenantKeyCompare(const void *a, const void *b, Size keysize)
+{
+	const char *x = *(const char *const *) a;
+	const char *y = *(const char *const *) b;
+
+	if (x == NULL || y == NULL)
+		return x != y;
+	return strcmp(x, y);
+}
+
+/* The report of a chain, created on first sight. */
 static int32
 TenantIndex(VerifyState *vs, const char *tenant)
 {
 	TenantKey  *tk;
 	bool		found;
 
-	tk = hash_search(vs->tenant_index, tenant ? tenant : "", HASH_ENTER, &found);
+	tk = hash_search(vs->tenant_index, &tenant, HASH_ENTER, &found);
 	if (found)
 		return tk->index;
+	/* the caller's string may be short-lived: the table keeps its own */
+	tk->key = tenant ? pstrdup(tenant) : NULL;
 	if (vs->nreports == vs->maxreports)
 	{
 		vs->maxreports *= 2;
 		vs->reports = repalloc(vs->reports, sizeof(TenantReport) * vs->maxreports);
 	}
 	memset(&vs->reports[vs->nreports], 0, sizeof(TenantReport));
-	vs->reports[vs->nreports].tenant = tenant ? pstrdup(tenant) : NULL;
+	vs->reports[vs->nreports].tenant = (char *) tk->key;
 	tk->index = vs->nreports;
 	return vs->nreports++;
 }
@@ -255,15 +289,19 @@ AppendEntryRef(EntryRefs *refs, int64 id, uint64 xid, int32 tenant)
 	refs->n++;
 }
 
-/* Comparator for qsort and bsearch of EntryRef and SlotKey: both begin with the id. */
+/*
+ * Comparator for qsort and bsearch of EntryRef, SlotKey and OtherListing:
+ * all begin with the id.
+ */
 static int
 CompareLeadingIds(const void *a, const void *b)
 {
 	int64		x = *(const int64 *) a;
 	int64		y = *(const int64 *) b;
 
-	StaticAssertStmt(offsetof(EntryRef, id) == 0 && offsetof(SlotKey, id) == 0,
-					 "EntryRef and SlotKey begin with the id");
+	StaticAssertStmt(offsetof(EntryRef, id) == 0 && offsetof(SlotKey, id) == 0 &&
+					 offsetof(OtherListing, id) == 0,
+					 "EntryRef, SlotKey and OtherListing begin with the id");
 	return (x > y) - (x < y);
 }
 
@@ -403,61 +441,107 @@ FirstSlotOf(VerifyState *vs, int64 id)
 	return found ? found->slot : -1;
 }
 
+/* Order of the other listings: by id, then tenant, then slot. */
+static int
+CompareOtherListings(const void *a, const void *b)
+{
+	const OtherListing *x = a;
+	const OtherListing *y = b;
+	int			by_id = CompareLeadingIds(a, b);
+
+	if (by_id != 0)
+		return by_id;
+	if (x->tenant != y->tenant)
+		return (x->tenant > y->tenant) - (x->tenant < y->tenant);
+	return (x->slot > y->slot) - (x->slot < y->slot);
+}
+
+/* Index of the first other listing of an id or a higher one. */
+static int64
+OtherListingsFrom(VerifyState *vs, int64 id)
+{
+	int64		lo = 0;
+	int64		hi = vs->nothers;
+
+	while (lo < hi)
+	{
+		int64		mid = lo + (hi - lo) / 2;
+
+		if (vs->others[mid].id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
 /* The slot of a tenant's block that lists an id, or -1. */
 static int64
 SlotOf(VerifyState *vs, int64 id, int32 tenant)
 {
 	int64		s = FirstSlotOf(vs, id);
-	OtherListingKey key;
-	OtherListing *other;
 
 	if (s < 0 || SlotTenant(vs, s) == tenant)
 		return s;
-	if (vs->others == NULL)
-		return -1;
-	memset(&key, 0, sizeof(key));
-	key.id = id;
-	key.tenant = tenant;
-	other = hash_search(vs->others, &key, HASH_FIND, NULL);
-	return other ? other->slot : -1;
+	for (int64 i = OtherListingsFrom(vs, id); i < vs->nothers && vs->others[i].id == id; i++)
+		if (vs->others[i].tenant == tenant)
+			return vs->others[i].slot;
+	return -1;
 }
 
 /*
  * Slot s lists the id that slot `first` listed before it.  In one tenant's
  * chain that means the entry is sealed twice; a block of another tenant that
  * lists the id is that tenant's failure (the entry is missing from its
- * chain), and must not make the entry's own chain fail.
+ * chain), and must not make the entry's own chain fail: it is kept apart,
+ * as that tenant's listing of the id (see SortOtherListings).
  */
 static void
 AddLaterListing(VerifyState *vs, int64 first, int64 s, int64 id)
 {
-	OtherListingKey key;
 	OtherListing *other;
-	bool		found;
 
 	if (SlotTenant(vs, first) == SlotTenant(vs, s))
 	{
 		vs->slots[s].flags |= SLOT_LISTED_TWICE;
 		return;
 	}
-	if (vs->others == NULL)
+	if (vs->nothers == vs->maxothers)
 	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(OtherListingKey);
-		ctl.entrysize = sizeof(OtherListing);
-		ctl.hcxt = CurrentMemoryContext;
-		vs->others = hash_create("autora verify listings", 64, &ctl,
-								 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		vs->maxothers = Max(vs->maxothers * 2, 64);
+		vs->others = vs->others
+			? repalloc_huge(vs->others, sizeof(OtherListing) * vs->maxothers)
+			: palloc_extended(sizeof(OtherListing) * vs->maxothers, MCXT_ALLOC_HUGE);
 	}
-	memset(&key, 0, sizeof(key));
-	key.id = id;
-	key.tenant = SlotTenant(vs, s);
-	other = hash_search(vs->others, &key, HASH_ENTER, &found);
-	if (found)
-		vs->slots[s].flags |= SLOT_LISTED_TWICE;
-	else
-		other->slot = s;
+	other = &vs->others[vs->nothers++];
+	other->id = id;
+	other->tenant = SlotTenant(vs, s);
+	other->slot = s;
+}
+
+/*
+ * Sorts the other listings for search, keeping each tenant's first slot of
+ * an id; its later ones list the id twice in that tenant's chain.
+ */
+static void
+SortOtherListings(VerifyState *vs)
+{
+	int64		kept = 0;
+
+	if (vs->nothers == 0)
+		return;
+	qsort(vs->others, vs->nothers, sizeof(OtherListing), CompareOtherListings);
+	for (int64 i = 0; i < vs->nothers; i++)
+	{
+		OtherListing *o = &vs->others[i];
+
+		if (kept > 0 && vs->others[kept - 1].id == o->id &&
+			vs->others[kept - 1].tenant == o->tenant)
+			vs->slots[o->slot].flags |= SLOT_LISTED_TWICE;
+		else
+			vs->others[kept++] = *o;
+	}
+	vs->nothers = kept;
 }
 
 /*
@@ -564,6 +648,7 @@ IndexSlots(VerifyState *vs)
 				vs->keys[vs->nkeys++] = vs->keys[i];
 		}
 	}
+	SortOtherListings(vs);
 }
 
 /*
@@ -611,7 +696,12 @@ ScanEntries(VerifyState *vs, Relation ledger, Snapshot snap)
 				last_index = TenantIndex(vs, tenant);
 			MemoryContextReset(per_tuple);
 			if (!wanted)
+			{
+				/* another chain's entry with an id this chain seals: shared */
+				if (!nulls[LC_ID] && FirstSlotOf(vs, DatumGetInt64(values[LC_ID])) >= 0)
+					AppendEntryRef(&vs->foreign, DatumGetInt64(values[LC_ID]), 0, -1);
 				continue;
+			}
 		}
 
 		vs->reports[last_index].entries++;
@@ -655,53 +745,87 @@ ScanEntries(VerifyState *vs, Relation ledger, Snapshot snap)
 	MemoryContextDelete(per_tuple);
 }
 
-/* Whether an entry of some tenant took a slot listing this id. */
-static bool
-SlotTakenForId(VerifyState *vs, int64 id)
+/*
+ * The chains (report indexes; -1: another chain's entry met by
+ * verify(tenant)) of the entries that share one id.  A chain holding two of
+ * them has a copied entry; a chain holding one shares the id with another.
+ */
+static void
+ReportSharedId(VerifyState *vs, int64 id, List *holders)
 {
-	int64		s = FirstSlotOf(vs, id);
+	ListCell   *lc;
+	int32		prev = -1;
 
-	if (s < 0)
-		return false;
-	if (vs->slots[s].flags & SLOT_FOUND)
-		return true;
-	/* other tenants' blocks listing the id: only in a tampered ledger */
-	for (int t = 0; vs->others != NULL && t < vs->nreports; t++)
+	list_sort(holders, list_int_cmp);
+	foreach(lc, holders)
 	{
-		s = SlotOf(vs, id, t);
-		if (s >= 0 && (vs->slots[s].flags & SLOT_FOUND))
-			return true;
+		int32		t = lfirst_int(lc);
+		ListCell   *next = lnext(holders, lc);
+
+		if (t < 0 || t == prev)
+			continue;
+		prev = t;
+		if (next != NULL && lfirst_int(next) == t)
+			Fail(&vs->reports[t], id, "entry id %lld appears more than once", (long long) id);
+		else
+			Fail(&vs->reports[t], id, "entry id %lld is also the id of another chain's entry",
+				 (long long) id);
 	}
-	return false;
 }
 
 /*
- * Ids come from a sequence; one seen twice means a row was copied in.  The
- * scan met second entries of a slot's id; copies among the entries without
- * a slot show once those are sorted by id, or as an id whose slot an entry
- * took.  Reported in id order.
+ * Ids come from one sequence, so no two entries share one, whatever their
+ * chains: a shared id means a row was copied in, or the sequence was set
+ * back (setval) so that new entries took old ids.  Every chain holding an
+ * entry with a shared id fails at it, in id order.  The entries with an id
+ * are: those that took a slot listing it (the id's first slot, and other
+ * tenants' listings), the second entries of a slot's id, entries in no slot,
+ * and, for verify(tenant), other chains' entries with an id its blocks list.
+ * Those lists are sorted and walked together, one id at a time.
  */
 static void
 CheckUniqueIds(VerifyState *vs)
 {
-	EntryRefs  *u = &vs->unsealed;
+	EntryRefs  *lists[3] = {&vs->duplicates, &vs->unsealed, &vs->foreign};
+	int64		pos[3] = {0, 0, 0};
+	int64		opos = 0;
 
-	if (u->n > 0)
-		qsort(u->items, u->n, sizeof(EntryRef), CompareLeadingIds);
-	for (int64 i = 0; i < u->n; i++)
+	for (int l = 0; l < 3; l++)
+		if (lists[l]->n > 1)
+			qsort(lists[l]->items, lists[l]->n, sizeof(EntryRef), CompareLeadingIds);
+	for (;;)
 	{
-		EntryRef   *e = &u->items[i];
+		int64		id = PG_INT64_MAX;
+		bool		more = false;
+		List	   *holders = NIL;
+		int64		s;
 
-		if ((i > 0 && u->items[i - 1].id == e->id) || SlotTakenForId(vs, e->id))
-			AppendEntryRef(&vs->duplicates, e->id, e->xid, e->tenant);
-	}
-	if (vs->duplicates.n > 0)
-		qsort(vs->duplicates.items, vs->duplicates.n, sizeof(EntryRef), CompareLeadingIds);
-	for (int64 i = 0; i < vs->duplicates.n; i++)
-	{
-		EntryRef   *d = &vs->duplicates.items[i];
+		for (int l = 0; l < 3; l++)
+			if (pos[l] < lists[l]->n)
+			{
+				id = Min(id, lists[l]->items[pos[l]].id);
+				more = true;
+			}
+		if (opos < vs->nothers)
+		{
+			id = Min(id, vs->others[opos].id);
+			more = true;
+		}
+		if (!more)
+			break;
 
-		Fail(&vs->reports[d->tenant], d->id, "entry id %lld appears more than once", (long long) d->id);
+		for (int l = 0; l < 3; l++)
+			for (; pos[l] < lists[l]->n && lists[l]->items[pos[l]].id == id; pos[l]++)
+				holders = lappend_int(holders, lists[l]->items[pos[l]].tenant);
+		s = FirstSlotOf(vs, id);
+		if (s >= 0 && (vs->slots[s].flags & SLOT_FOUND))
+			holders = lappend_int(holders, SlotTenant(vs, s));
+		for (; opos < vs->nothers && vs->others[opos].id == id; opos++)
+			if (vs->slots[vs->others[opos].slot].flags & SLOT_FOUND)
+				holders = lappend_int(holders, vs->others[opos].tenant);
+		if (list_length(holders) >= 2)
+			ReportSharedId(vs, id, holders);
+		list_free(holders);
 	}
 }
 
@@ -840,33 +964,21 @@ CheckUnsealed(VerifyState *vs)
 	}
 }
 
-/* Registered tenants without entries still get a row. */
+/*
+ * Registered tenants without entries still get a row.  autora.tenants is
+ * scanned directly, with the passes' snapshot: verify runs no SQL, so a
+ * superuser calling it resolves nothing through the search_path.
+ */
 static void
 AddRegisteredTenants(VerifyState *vs)
 {
-	MemoryContext caller = CurrentMemoryContext;
-	List	   *tenants = NIL;
 	ListCell   *lc;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "autora: SPI_connect failed");
-	if (SPI_execute("SELECT tenant_id FROM autora.tenants", true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "autora: reading autora.tenants failed");
-	for (uint64 i = 0; i < SPI_processed; i++)
+	foreach(lc, TenantsOfGroup(NULL, true))
 	{
-		char	   *t = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-
-		if (TenantWanted(vs, t))
-		{
-			MemoryContext old = MemoryContextSwitchTo(caller);
-
-			tenants = lappend(tenants, pstrdup(t));
-			MemoryContextSwitchTo(old);
-		}
+		if (TenantWanted(vs, lfirst(lc)))
+			(void) TenantIndex(vs, lfirst(lc));
 	}
-	SPI_finish();
-	foreach(lc, tenants)
-		(void) TenantIndex(vs, lfirst(lc));
 }
 
 static int
@@ -898,9 +1010,11 @@ autora_verify(PG_FUNCTION_ARGS)
 	vs.only = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
 	ctl.keysize = sizeof(((TenantKey *) 0)->key);
 	ctl.entrysize = sizeof(TenantKey);
+	ctl.hash = TenantKeyHash;
+	ctl.match = TenantKeyCompare;
 	ctl.hcxt = CurrentMemoryContext;
 	vs.tenant_index = hash_create("autora verify tenants", 64, &ctl,
-								  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+								  HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 	vs.maxreports = 16;
 	vs.reports = palloc(sizeof(TenantReport) * vs.maxreports);
 	vs.last_intact = true;		/* no block yet: nothing to distrust */

@@ -119,6 +119,14 @@ SELECT autora.add_tenant('');
 \echo :SQLSTATE
 SELECT autora.add_tenant(NULL);
 \echo :SQLSTATE
+-- tenant ids are at most 127 bytes, counted in the database encoding; the
+-- table refuses longer ones too (other writes would fail for such a tenant)
+SELECT autora.add_tenant(repeat('t', 128), 'west', 'Too Long Motors');
+\echo :SQLSTATE
+SELECT autora.add_tenant(repeat(U&'\00e9', 64), 'west', 'Too Long Motors');
+\echo :SQLSTATE
+SELECT pg_temp.attempt($$INSERT INTO autora.tenants (tenant_id) VALUES (repeat('t', 128))$$) AS direct_insert;
+SELECT count(*) AS long_tenants FROM autora.tenants WHERE octet_length(tenant_id) > 127;
 SELECT autora.protect_schema('no_such_schema');
 \echo :SQLSTATE
 
@@ -274,8 +282,19 @@ INSERT INTO bad_int_store (id) VALUES (1);
 SELECT tenant_id, after FROM autora.ledger WHERE table_name = 'bad_int_store';
 SELECT autora.clear_context();
 
+-- a tenant id of the longest length works end to end: context, capture,
+-- sealing and verification
+SELECT autora.add_tenant(repeat('t', 127), 'west', 'Longest Id Motors');
+SELECT autora.set_context_trusted(repeat('t', 127), 'u-long', 'sales', is_local => false) IS NOT NULL AS context_set;
+INSERT INTO bad_deals (id, customer) VALUES (3, 'Long Id');
+DELETE FROM bad_deals WHERE id = 3;
+SELECT autora.clear_context();
+SELECT op, length(tenant_id) AS tenant_length FROM autora.ledger
+ WHERE tenant_id = repeat('t', 127) ORDER BY id;
+
 SELECT autora.seal() >= 0 AS sealed;
 SELECT count(*) FILTER (WHERE ok IS NOT TRUE) AS chains_not_ok FROM autora.verify();
+SELECT entries, sealed, ok FROM autora.verify(repeat('t', 127));
 
 -- RESET ALL and DISCARD ALL clear the whole context
 RESET ALL;

@@ -113,14 +113,17 @@ sub verify
 # Build and seal every case.
 # ---------------------------------------------------------------------------
 my @cases = qw(edit deleted merkle prevhash blockgone forged horizon swapped rehashed reordered
-  duplicate farforged farduplicate sparse nullblock nulllast nullid crosslist columns blockcols);
+  duplicate farforged farduplicate sparse nullblock nulllast nullid crosslist columns blockcols
+  longtenant);
 my @column_tenants = map { sprintf('col%02d', $_) } 1 .. 32;
 my @block_tenants = map { sprintf('blk%02d', $_) } 1 .. 20;
+my $long_tenant = 'L' x 127;    # the longest tenant id
 for my $db (@cases)
 {
 	my @tenants =
 	    $db eq 'columns' ? @column_tenants
 	  : $db eq 'blockcols' ? @block_tenants
+	  : $db eq 'longtenant' ? ('101', '102', $long_tenant)
 	  : ('101', '102');
 	setup_db($node, $db, tenants => \@tenants);
 	$node->safe_psql($db, $hash_sql);
@@ -144,6 +147,82 @@ SELECT autora.seal();
 is($node->safe_psql('sparse',
 		"SELECT count(*) FROM autora.ledger_blocks WHERE block_no = 4 AND last_entry > 1000000000"),
 	'2', 'sparse: each tenant has a fourth block of a far-away id (precondition)');
+
+# Ids shared across chains, without touching any file: the id sequence set
+# back (setval, as a superuser may) so that new entries take ids that
+# entries of another chain already have.  Ledger ids are unique ledger-wide:
+# every chain holding one of them fails at that id, in verify() and in
+# verify(tenant).  (verify(tenant) compares its own pending entries with
+# other chains' entries once they are sealed.)
+# reuse: an entry of 102 takes the id of 101's first entry; both sealed.
+setup_db($node, 'reuse', tenants => [ '101', '102' ]);
+populate('reuse', '101', '102');
+my $reused = (entry_ids('reuse', '101'))[0];
+$node->safe_psql('reuse', qq{
+SELECT setval('autora.ledger_id_seq', $reused, false);
+BEGIN;
+SELECT autora.set_context_trusted('102', 'erin', 'sales');
+INSERT INTO deals (tenant_id, customer, amount) VALUES ('102', 'c6', 600);
+COMMIT;
+SELECT autora.seal();
+});
+is( $node->safe_psql('reuse',
+		"SELECT string_agg(DISTINCT b.tenant_id, ',') FROM autora.ledger_blocks b WHERE $reused = ANY (b.entry_ids)"),
+	'101,102',
+	'reuse: entries of 101 and 102 share an id, each sealed in its own chain (precondition)');
+# reusepending: the same, the entry of 102 not sealed yet; and an entry of
+# the platform chain and one of 101, both pending, sharing a fresh id
+setup_db($node, 'reusepending', tenants => [ '101', '102' ]);
+populate('reusepending', '101', '102');
+my $reused_sealed = (entry_ids('reusepending', '101'))[0];
+my $reused_fresh = $node->safe_psql('reusepending', 'SELECT max(id) + 1000 FROM autora.ledger');
+$node->safe_psql('reusepending', qq{
+SELECT setval('autora.ledger_id_seq', $reused_sealed, false);
+BEGIN;
+SELECT autora.set_context_trusted('102', 'erin', 'sales');
+INSERT INTO deals (tenant_id, customer, amount) VALUES ('102', 'c6', 600);
+COMMIT;
+SELECT setval('autora.ledger_id_seq', $reused_fresh, false);
+BEGIN;
+SELECT autora.set_context_trusted(NULL, 'ops', 'platform_owner');
+SELECT autora.log_event('audit-export');
+COMMIT;
+SELECT setval('autora.ledger_id_seq', $reused_fresh, false);
+BEGIN;
+SELECT autora.set_context_trusted('101', 'erin', 'sales');
+INSERT INTO deals (tenant_id, customer, amount) VALUES ('101', 'c6', 600);
+COMMIT;
+});
+is( $node->safe_psql('reusepending',
+		"SELECT string_agg(coalesce(tenant_id, 'platform'), ',' ORDER BY id, tenant_id) FROM autora.ledger WHERE id IN ($reused_sealed, $reused_fresh)")
+	  . ' '
+	  . $node->safe_psql('reusepending',
+		"SELECT string_agg(tenant_id, ',') FROM autora.ledger_blocks WHERE entry_ids && ARRAY[$reused_sealed, $reused_fresh]::bigint[]"),
+	'101,102,101,platform 101',
+	'reusepending: two ids each shared by two chains, only the first entry of the four sealed (precondition)');
+for my $case (
+	[ 'reuse', '101', $reused, 1 ],
+	[ 'reuse', '102', $reused, 1 ],
+	[ 'reusepending', '101', $reused_sealed, 1 ],
+	[ 'reusepending', '102', $reused_sealed, 0 ])
+{
+	my ($db, $tenant, $id, $alone) = @$case;
+	my $all = $node->safe_psql($db,
+		"SELECT ok || '|' || first_bad_entry || '|' || detail FROM autora.verify() WHERE tenant_id = '$tenant'");
+	like($all, qr/^false\|$id\|entry id $id is also the id of another chain's entry$/,
+		"$db: verify() fails chain $tenant at the shared id $id");
+	next unless $alone;
+	my ($ok, $bad, $detail) = verify($db, $tenant);
+	is("$ok|$bad|$detail", "f|$id|entry id $id is also the id of another chain's entry",
+		"$db: verify('$tenant') fails at the shared id $id");
+}
+is( $node->safe_psql('reusepending',
+		"SELECT ok || '|' || first_bad_entry FROM autora.verify() WHERE tenant_id IS NULL"),
+	"false|$reused_fresh",
+	'reusepending: the platform chain fails at the id its pending entry shares with a pending entry of 101');
+is( $node->safe_psql('reuse', 'SELECT ok FROM autora.verify() WHERE tenant_id IS NULL'),
+	't', 'reuse: the platform chain, which shares no id, still verifies');
+
 for my $db (@cases)
 {
 	ok( poll($node, $db,
@@ -189,6 +268,7 @@ $target{nulllast} = block_first_entry('nulllast', '102', 3);
 $target{farforged} = $node->safe_psql('farforged',
 	"SELECT max(id) + 1000000000 FROM autora.ledger");
 $target{farduplicate} = (entry_ids('farduplicate', '101'))[1];
+$target{longtenant} = $node->safe_psql('longtenant', "SELECT max(id) + 100 FROM autora.ledger");
 is($node->safe_psql('horizon',
 		'SELECT tenant_id FROM autora.ledger_blocks ORDER BY block_id DESC LIMIT 1'),
 	'102', 'horizon: the last block sealed belongs to tenant 102');
@@ -354,6 +434,18 @@ my %tamper = (
 		"UPDATE autora.ledger SET after = jsonb_set(after, '{amount}', '999') WHERE id = $target{sparse}"
 	],
 	farforged => [ forge_copy($target{farforged}) ],
+	# copies of an entry of the 127-byte tenant, with consistent hashes,
+	# under an unregistered longer id that begins with it, and under ''
+	longtenant => [
+		map {
+			my ($id, $tenant) = @$_;
+			(   qq{INSERT INTO autora.ledger
+			   SELECT * FROM jsonb_populate_record(NULL::autora.ledger,
+			     (SELECT to_jsonb(l) || jsonb_build_object('id', $id, 'tenant_id', '$tenant')
+			        FROM autora.ledger l WHERE tenant_id = '$long_tenant' AND op = 'INSERT' ORDER BY id LIMIT 1))},
+				"UPDATE autora.ledger l SET hash = public.t_entry_hash(l) WHERE id = $id")
+		} ([ $target{longtenant}, "${long_tenant}x" ], [ $target{longtenant} + 1, '' ])
+	],
 	farduplicate => [
 		copy_entry($target{farduplicate}),
 		forge_copy($node->safe_psql('farduplicate', "SELECT max(id) + 1000000000 FROM autora.ledger"))
@@ -477,6 +569,17 @@ detected('nullblock', $target{nullblock}, qr/block 2 is unreadable: NULL fields/
 	like($err, qr/XX001.*last ledger block .* was altered/s,
 		'nulllast: the sealer refuses to seal on top of it as an altered block (XX001)');
 }
+# Forged entries of tenant ids that no registered tenant has are chains of
+# their own: one that begins with the 127-byte tenant's id, and the empty id,
+# are neither that tenant's chain nor the platform chain
+is( $node->safe_psql('longtenant',
+		"SELECT string_agg(coalesce(length(tenant_id)::text, 'platform') || ':' || ok || ':' || coalesce(first_bad_entry - $target{longtenant}, -1), ' ' ORDER BY length(tenant_id), tenant_id)"
+		  . " FROM autora.verify() WHERE tenant_id IS NULL OR tenant_id NOT IN ('101', '102')"),
+	'0:false:1 127:true:-1 128:false:0 platform:true:-1',
+	'longtenant: the forged entries fail chains of their own; the 127-byte tenant and the platform chain verify');
+is(join('|', verify('longtenant', $long_tenant)), "t||chain verified: 7 entries in 3 blocks",
+	'longtenant: verify of the 127-byte tenant');
+
 detected('sparse', $target{sparse}, qr/\b$target{sparse}\b/,
 	'a sealed entry changed, in chains whose ids lie far apart');
 detected('swapped', $target{swapped}[0], qr/\b$target{swapped}[0]\b/,
@@ -547,6 +650,24 @@ is( $node->safe_psql('forged',
 	'0', 'forged: autora.seal() does not seal the forged entry');
 my ($fok, $fbad) = verify('forged', '101');
 is("$fok $fbad", "f $target{forged}", 'forged: still reported after another seal round');
+
+# verify runs no SQL of its own (it scans the tables directly): with
+# auto_explain showing nested statements, only the caller's statement runs
+{
+	my ($out, $err) = ('', '');
+	$node->psql('edit',
+		"LOAD 'auto_explain';\nSET auto_explain.log_min_duration = 0;\n"
+		  . "SET auto_explain.log_nested_statements = on;\nSET auto_explain.log_level = notice;\n"
+		  . "SELECT count(*) FROM autora.verify();\nSELECT count(*) FROM autora.verify('101');",
+		stdout => \$out,
+		stderr => \$err);
+	my @statements = $err =~ /Query Text: ([^\n]*)/g;
+	is_deeply(
+		\@statements,
+		[ 'SELECT count(*) FROM autora.verify();', "SELECT count(*) FROM autora.verify('101');" ],
+		'verify() and verify(tenant) run no SQL statement of their own')
+	  or diag($err);
+}
 
 log_clean($node, 'tamper');
 $node->stop('immediate');

@@ -15,6 +15,10 @@
 # Every failure must be ZA002, ZA003 or ZA004, and no error text may contain
 # the token, its signature or the secret.  The server must never crash, and
 # a valid token must still work afterwards.
+# Then malformed JSON case by case (numbers out of range, deep nesting,
+# invalid text, \u0000, lone surrogates, members named twice, non-objects),
+# before and after the signature, and \u escapes in LATIN1 and SQL_ASCII
+# databases: always ZA002.
 use strict;
 use warnings;
 
@@ -22,6 +26,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time);
+use JSON::PP;
 use AutoraTenancy;
 
 my $batches = 10;
@@ -231,6 +236,118 @@ my ($st, $out) = AutoraTenancy::sql_state($node, $db,
 	  . "SELECT string_agg(id::text, ',' ORDER BY id) FROM deals;\nCOMMIT;",
 	connstr => $app);
 is("$st:$out", "ok:iso-a\n1,2,3", 'a valid token still works afterwards and reads its own rows');
+
+# Malformed JSON, case by case: each text as the header of an unsigned token
+# (the header is parsed before the signature is checked), as the header of
+# a signed token and as the payload of one.  Every one is ZA002: nothing in
+# a token may raise another SQLSTATE.  HEADER and CLAIMS stand for valid
+# members, so that only the named defect is wrong.
+my @malformed = (
+	[ 'a tiny number', '{BASE, "x": 1e-200000}' ],
+	[ 'a tiny zero', '{BASE, "x": -0.0e-200000}' ],
+	[ 'zero with a huge exponent', '{BASE, "x": 0e99999999999}' ],
+	[ 'a huge number', '{BASE, "x": 1e400}' ],
+	[ 'a long number', '{BASE, "x": 0.' . ('0' x 300) . '1}' ],
+	[ 'deep nesting', '{BASE, "x": ' . ('[' x 3000) . (']' x 3000) . '}' ],
+	[ 'deep nesting of objects', '{BASE, "x": ' . ('{"a": ' x 1000) . '1' . ('}' x 1000) . '}' ],
+	[ 'invalid UTF-8', qq({BASE, "x": "\xc3\x28"}) ],
+	[ 'a NUL byte', qq({BASE, "x": "a\x00b"}) ],
+	[ 'a \\u0000 escape', '{BASE, "x": "a\u0000b"}' ],
+	[ 'a lone high surrogate', '{BASE, "x": "\ud800"}' ],
+	[ 'a lone low surrogate', '{BASE, "x": "\udc00x"}' ],
+	[ 'a reversed surrogate pair', '{BASE, "x": "\udc00\ud800"}' ],
+	[ 'a member named twice', '{BASE, DUPLICATE}' ],
+	[ 'a member named twice, once escaped', '{BASE, ESCAPED_DUPLICATE}' ],
+	[ 'a member of a nested object named twice', '{BASE, "x": {"a": 1, "a": 2}}' ],
+	[ 'an array', '[{BASE}]' ],
+	[ 'a number', '1e-200000' ],
+	[ 'a string', '"x"' ],
+	[ 'null', 'null' ],
+	[ 'truncated JSON', '{BASE' ],
+	[ 'nothing', '' ],);
+my %base = (
+	header => [ '"alg": "HS256", "kid": "iso-hs"', '"kid": "iso-hs"', '"\u006bid": "iso-hs"' ],
+	payload => [
+		'"tenant": "iso-a", "sub": "u", "role": "sales"', '"tenant": "iso-b"',
+		'"\u0074enant": "iso-b"'
+	]);
+sub malformed_text
+{
+	my ($text, $part) = @_;
+	my ($members, $dup, $escaped) = @{ $base{$part} };
+	$text =~ s/ESCAPED_DUPLICATE/$escaped/;
+	$text =~ s/DUPLICATE/$dup/;
+	$text =~ s/BASE/$members/;
+	return $text;
+}
+my $good_header = '{"alg": "HS256", "kid": "iso-hs"}';
+my $good_claims = JSON::PP->new->encode(jwt_claims('iso-a'));
+{
+	my $s = app_session($node, $db);
+	my @wrong;
+	for my $case (@malformed)
+	{
+		my ($what, $text) = @$case;
+		my $header = malformed_text($text, 'header');
+		my %tokens = (
+			'unsigned header' => join('.',
+				b64url($header), b64url($good_claims), b64url('x' x 32)),
+			'signed header' => hs256_token($good_claims, header => $header),
+			'signed payload' => hs256_token(malformed_text($text, 'payload'), header => $good_header));
+		for my $how (sort keys %tokens)
+		{
+			my ($state) = run_sql($s, "SELECT autora.set_context('$tokens{$how}');");
+			push @wrong, "$what ($how): $state" if $state ne 'ZA002';
+		}
+	}
+	is_deeply(\@wrong, [], 'malformed JSON in a token: always ZA002, before and after the signature')
+	  or diag(join("\n", @wrong));
+	# deep nesting must not reach the parser's recursion: with a small stack
+	# it would raise 54001 (stack depth limit exceeded)
+	my $deep = hs256_token($good_claims,
+		header => '{"alg": "HS256", "kid": "iso-hs", "x": ' . ('[' x 3000) . (']' x 3000) . '}');
+	my ($state) = sql_state($node, $db,
+		"SET max_stack_depth = '100kB';\nSELECT autora.set_context('$deep');");
+	is($state, 'ZA002', 'a deeply nested token is refused before the parser recurses (small stack)');
+	$s->quit;
+}
+
+# In a database whose encoding is not UTF8, the parser converts \u escapes
+# to the database encoding and raises (22P05, or 0A000 in SQL_ASCII) on a
+# character it cannot hold: such escapes are refused first, with ZA002.
+# Escapes the encoding can hold are accepted (the store is unknown in these
+# databases: ZA004).
+my %escapes = (
+	LATIN1 => { '\u0041' => 'ZA004', '\u00e9' => 'ZA004', '\u4e2d' => 'ZA002', '\ud83d\ude97' => 'ZA002' },
+	SQL_ASCII => { '\u0041' => 'ZA004', '\u00e9' => 'ZA002', '\u4e2d' => 'ZA002' });
+for my $encoding (sort keys %escapes)
+{
+	my $edb = 'fuzz_' . lc $encoding;
+	$node->safe_psql('postgres',
+		"CREATE DATABASE $edb ENCODING '$encoding' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0");
+	$node->safe_psql($edb,
+		"CREATE EXTENSION autora_audit; SELECT autora.add_key('$HS_KID', 'HS256', '$HS_SECRET');");
+	my @wrong;
+	for my $escape (sort keys %{ $escapes{$encoding} })
+	{
+		my $want = $escapes{$encoding}{$escape};
+		my $header = qq({"alg": "HS256", "kid": "iso-hs", "x": "$escape"});
+		my $claims = JSON::PP->new->encode(jwt_claims('iso-a')) =~ s/\}$/, "name": "$escape"}/r;
+		my %tokens = (
+			'unsigned header' => join('.', b64url($header), b64url($good_claims), b64url('x' x 32)),
+			'signed header' => hs256_token($good_claims, header => $header),
+			'signed payload' => hs256_token($claims, header => $good_header));
+		for my $how (sort keys %tokens)
+		{
+			my $state = sql_state($node, $edb, "SELECT autora.set_context('$tokens{$how}');");
+			my $expected = $how eq 'unsigned header' ? 'ZA002' : $want;
+			push @wrong, "$escape ($how): $state, not $expected" if $state ne $expected;
+		}
+	}
+	is_deeply(\@wrong, [],
+		"$encoding database: a \\u escape of a character the encoding cannot hold is ZA002; others work")
+	  or diag(join("\n", @wrong));
+}
 
 $node->stop;
 done_testing();

@@ -23,6 +23,7 @@
 
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/xact.h"
 #include "executor/tuptable.h"
 #include "utils/builtins.h"
 #include "storage/lmgr.h"
@@ -46,9 +47,41 @@ static Oid	keyed_relid = InvalidOid;
 /*
  * Set while the key in the pad states is one this session made and its
  * transaction has not ended: if that transaction aborts the key is gone,
- * so once it ends the key is read again.
+ * so once it ends the key is read again.  key_made_by is the subtransaction
+ * that wrote the key row, or the ancestor it was committed into: if it
+ * aborts, the row is gone and the key is forgotten at once.
  */
 static LocalTransactionId key_made_in = InvalidLocalTransactionId;
+static SubTransactionId key_made_by = InvalidSubTransactionId;
+static bool vault_callback_registered = false;
+
+/* Forgets the key in the pad states: the next digest reads or makes one. */
+static void
+ForgetKey(void)
+{
+	key_made_in = InvalidLocalTransactionId;
+	key_made_by = InvalidSubTransactionId;
+	keyed_relid = InvalidOid;
+	explicit_bzero(&inner_pad, sizeof(inner_pad));
+	explicit_bzero(&outer_pad, sizeof(outer_pad));
+}
+
+/*
+ * Follows the subtransaction that owns a key this session made: a commit
+ * hands it to the parent, an abort (of it or an ancestor, whose children
+ * abort first) takes the key row away, so the key must not be used again.
+ */
+static void
+VaultSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
+					 SubTransactionId parentSubid, void *arg)
+{
+	if (key_made_in == InvalidLocalTransactionId || key_made_in != MyProc->lxid)
+		return;
+	if (event == SUBXACT_EVENT_COMMIT_SUB && key_made_by == mySubid)
+		key_made_by = parentSubid;
+	else if (event == SUBXACT_EVENT_ABORT_SUB && key_made_by >= mySubid)
+		ForgetKey();
+}
 
 /* The key in autora.vault_key, or NULL when none was made yet. */
 static bytea *
@@ -103,6 +136,13 @@ GetOrCreateKey(const LedgerOids *oids)
 	WriterInsert(oids->vault_key, values, nulls);
 	WriterFlushAll();
 	key_made_in = MyProc->lxid;
+	key_made_by = GetCurrentSubTransactionId();
+	/* registered on first need, as postgres_fdw does its callbacks */
+	if (!vault_callback_registered)
+	{
+		RegisterSubXactCallback(VaultSubXactCallback, NULL);
+		vault_callback_registered = true;
+	}
 	return key;
 }
 
@@ -144,10 +184,7 @@ VaultDigest(const char *value)
 	char	   *result;
 
 	if (key_made_in != InvalidLocalTransactionId && key_made_in != MyProc->lxid)
-	{
-		key_made_in = InvalidLocalTransactionId;
-		keyed_relid = InvalidOid;
-	}
+		ForgetKey();
 	if (keyed_relid != oids->vault_key)
 		LoadKey(oids);
 

@@ -4,13 +4,17 @@
  *	  and indexes, bypassing the executor and so the guards, in batches.
  *
  * Entries are buffered and written with table_multi_insert, one WAL record
- * per page as COPY does.  The buffer is flushed when full, by the autora_flush
- * AFTER STATEMENT trigger of protected tables, before autora reads the
- * ledger itself, before a subtransaction starts and at pre-commit.  Flushing
- * before a subtransaction starts means every entry is inserted by the
- * (sub)transaction that made it: a later ROLLBACK TO cannot take an
- * earlier entry with it, and an aborted subtransaction's buffered entries
- * are simply discarded, as its changes are.
+ * per page as COPY does.  A row must be inserted by the subtransaction that
+ * made it, or by an ancestor it was committed into, never by a child: a
+ * child's insert vanishes when the child aborts (a caught exception, a
+ * ROLLBACK TO) while the change it records stays.  So the buffer is a stack
+ * of runs, one per owning subtransaction, innermost last: a flush writes only
+ * the current subtransaction's run, and the rows of its ancestors wait until
+ * their owner is current again.  A committing child hands its run to its
+ * parent; an aborting one's run is discarded, as its changes are.  Flushes
+ * happen when the current run is full, in the autora_flush AFTER STATEMENT
+ * trigger of protected tables, before autora reads what it wrote, and at
+ * pre-commit and pre-prepare, where every run belongs to the top transaction.
  *
  * Relations, indexes and executor state stay open for the transaction,
  * owned by the top transaction's resource owner and memory.
@@ -34,11 +38,25 @@
 
 #include "writer.h"
 
+/* a run of the current subtransaction this large is written */
 #define BUFFER_TUPLES	1000
 #define BUFFER_BYTES	(1024 * 1024)
 #define MAX_WRITERS		4
 /* a flush this large gets a bulk insert state: smaller ones do not repay it */
 #define BULK_FLUSH_TUPLES 64
+
+/*
+ * Consecutive buffered rows owned by one subtransaction.  Owners are active
+ * subtransactions, so they rise along the buffer (SubTransactionIds are
+ * handed out in increasing order, a child's above its parent's) and the
+ * current subtransaction's rows, if any, are the last run.
+ */
+typedef struct BufferRun
+{
+	SubTransactionId owner;
+	int			start;			/* index of its first row in slots */
+	Size		nbytes;
+} BufferRun;
 
 typedef struct LedgerWriter
 {
@@ -50,12 +68,15 @@ typedef struct LedgerWriter
 	ResultRelInfo *rri;
 	EState	   *estate;
 	BulkInsertState bistate;	/* NULL until a flush is large */
-	/* buffered tuples, in the order they were made */
+	/* buffered tuples, in the order they were made (TopTransactionContext) */
 	MemoryContext tuples;
-	TupleTableSlot *slots[BUFFER_TUPLES];
-	SubTransactionId subxids[BUFFER_TUPLES];
+	TupleTableSlot **slots;		/* nslots made, of maxslots allocated */
+	int			nslots;
+	int			maxslots;
 	int			nbuffered;
-	Size		nbytes;
+	BufferRun  *runs;			/* nruns in use, of maxruns allocated */
+	int			nruns;
+	int			maxruns;
 } LedgerWriter;
 
 static LedgerWriter writers[MAX_WRITERS];
@@ -101,12 +122,18 @@ WriterCloseRelation(LedgerWriter *w)
 	w->open = false;
 }
 
+/*
+ * Inserts the buffered rows from start to the end with the current
+ * (sub)transaction's xid, and drops them from the buffer.  Callers pass only
+ * rows the current subtransaction may insert (see the file header).
+ */
 static void
-WriterFlush(LedgerWriter *w)
+WriterWriteRows(LedgerWriter *w, int start)
 {
 	ResourceOwner save_owner = CurrentResourceOwner;
+	int			n = w->nbuffered - start;
 
-	if (w->nbuffered == 0)
+	if (n <= 0)
 		return;
 	if (w->open && w->stale)
 		WriterCloseRelation(w);
@@ -114,7 +141,7 @@ WriterFlush(LedgerWriter *w)
 		WriterOpen(w);
 
 	CurrentResourceOwner = TopTransactionResourceOwner;
-	if (w->bistate == NULL && w->nbuffered >= BULK_FLUSH_TUPLES)
+	if (w->bistate == NULL && n >= BULK_FLUSH_TUPLES)
 	{
 		MemoryContext save_cxt = MemoryContextSwitchTo(TopTransactionContext);
 
@@ -123,9 +150,9 @@ WriterFlush(LedgerWriter *w)
 	}
 	PG_TRY();
 	{
-		table_multi_insert(w->rel, w->slots, w->nbuffered,
+		table_multi_insert(w->rel, &w->slots[start], n,
 						   GetCurrentCommandId(true), 0, w->bistate);
-		for (int i = 0; i < w->nbuffered; i++)
+		for (int i = start; i < w->nbuffered; i++)
 		{
 			(void) ExecInsertIndexTuples(w->rri, w->slots[i], w->estate,
 										 false, false, NULL, NIL);
@@ -138,25 +165,51 @@ WriterFlush(LedgerWriter *w)
 		CurrentResourceOwner = save_owner;
 	}
 	PG_END_TRY();
-	w->nbuffered = 0;
-	w->nbytes = 0;
-	MemoryContextReset(w->tuples);
+	w->nbuffered = start;
+	/* clearing the slots freed the rows; an empty buffer gives back its blocks */
+	if (start == 0)
+		MemoryContextReset(w->tuples);
 }
 
 /*
- * Makes a writer unused.  Its slots are made on demand from the first, so
- * only those up to the first NULL need clearing: not the whole (12 kB)
- * struct, at every commit.
+ * Writes the current subtransaction's run, if the buffer ends with one.  The
+ * runs before it belong to ancestors, which must insert them themselves.
+ */
+static void
+WriterFlush(LedgerWriter *w)
+{
+	if (w->nruns == 0 ||
+		w->runs[w->nruns - 1].owner != GetCurrentSubTransactionId())
+		return;
+	WriterWriteRows(w, w->runs[w->nruns - 1].start);
+	w->nruns--;
+}
+
+/*
+ * Writes everything, at pre-commit or pre-prepare: every subtransaction has
+ * ended by then, committed ones having handed their runs up, so all rows
+ * are the top transaction's.
+ */
+static void
+WriterFlushTop(LedgerWriter *w)
+{
+	Assert(w->nruns == 0 ||
+		   (w->nruns == 1 && w->runs[0].owner == TopSubTransactionId));
+	WriterWriteRows(w, 0);
+	w->nruns = 0;
+}
+
+/*
+ * Makes a writer unused.  Its slots and arrays live in the transaction's
+ * memory, which is gone or about to go: only the slots' row type pins need
+ * dropping, and only when the resource owner is not released anyway.
  */
 static void
 WriterReset(LedgerWriter *w, bool drop_slots)
 {
-	for (int i = 0; i < BUFFER_TUPLES && w->slots[i] != NULL; i++)
-	{
-		if (drop_slots)
+	if (drop_slots)
+		for (int i = 0; i < w->nslots; i++)
 			ExecDropSingleTupleTableSlot(w->slots[i]);
-		w->slots[i] = NULL;
-	}
 	w->relid = InvalidOid;
 	w->open = false;
 	w->stale = false;
@@ -165,8 +218,13 @@ WriterReset(LedgerWriter *w, bool drop_slots)
 	w->estate = NULL;
 	w->bistate = NULL;
 	w->tuples = NULL;
+	w->slots = NULL;
+	w->nslots = 0;
+	w->maxslots = 0;
 	w->nbuffered = 0;
-	w->nbytes = 0;
+	w->runs = NULL;
+	w->nruns = 0;
+	w->maxruns = 0;
 }
 
 /* Releases what a writer holds, once its rows are written. */
@@ -234,30 +292,79 @@ WriterTupleDesc(Oid relid)
 	return RelationGetDescr(w->rel);
 }
 
+/*
+ * The current subtransaction's run, begun if the buffer does not end with
+ * one.  The arrays grow in the transaction's memory: rows of ancestors
+ * waiting for their owner can take the buffer past BUFFER_TUPLES.
+ */
+static BufferRun *
+WriterCurrentRun(LedgerWriter *w)
+{
+	SubTransactionId cur = GetCurrentSubTransactionId();
+	BufferRun  *run;
+
+	if (w->nruns > 0 && w->runs[w->nruns - 1].owner == cur)
+		return &w->runs[w->nruns - 1];
+	/* every owner in the buffer is an ancestor of the current one */
+	Assert(w->nruns == 0 || w->runs[w->nruns - 1].owner < cur);
+	if (w->nruns == w->maxruns)
+	{
+		int			newmax = w->maxruns == 0 ? 4 : w->maxruns * 2;
+
+		if (w->runs == NULL)
+			w->runs = MemoryContextAlloc(TopTransactionContext, newmax * sizeof(BufferRun));
+		else
+			w->runs = repalloc(w->runs, newmax * sizeof(BufferRun));
+		w->maxruns = newmax;
+	}
+	run = &w->runs[w->nruns++];
+	run->owner = cur;
+	run->start = w->nbuffered;
+	run->nbytes = 0;
+	return run;
+}
+
 void
 WriterInsert(Oid relid, Datum *values, bool *nulls)
 {
 	LedgerWriter *w = WriterFor(relid);
+	BufferRun  *run;
 	MemoryContext old;
 	HeapTuple	tuple;
 	int			n;
 
-	if (w->nbuffered == BUFFER_TUPLES || w->nbytes >= BUFFER_BYTES)
+	run = WriterCurrentRun(w);
+	if (w->nbuffered - run->start >= BUFFER_TUPLES || run->nbytes >= BUFFER_BYTES)
+	{
 		WriterFlush(w);
+		run = WriterCurrentRun(w);
+	}
 	if (w->open && w->stale)
 		WriterCloseRelation(w);
 	if (!w->open)
 		WriterOpen(w);
 
 	n = w->nbuffered;
+	if (n == w->maxslots)
+	{
+		int			newmax = w->maxslots == 0 ? 64 : w->maxslots * 2;
+
+		if (w->slots == NULL)
+			w->slots = MemoryContextAlloc(TopTransactionContext,
+										  newmax * sizeof(TupleTableSlot *));
+		else
+			w->slots = repalloc(w->slots, newmax * sizeof(TupleTableSlot *));
+		w->maxslots = newmax;
+	}
 	old = MemoryContextSwitchTo(TopTransactionContext);
-	if (w->slots[n] == NULL)
+	if (n == w->nslots)
 	{
 		/* the slot pins the row type: it belongs to the transaction */
 		ResourceOwner save_owner = CurrentResourceOwner;
 
 		CurrentResourceOwner = TopTransactionResourceOwner;
 		w->slots[n] = MakeSingleTupleTableSlot(RelationGetDescr(w->rel), &TTSOpsHeapTuple);
+		w->nslots++;
 		CurrentResourceOwner = save_owner;
 	}
 	MemoryContextSwitchTo(w->tuples);
@@ -265,8 +372,7 @@ WriterInsert(Oid relid, Datum *values, bool *nulls)
 	MemoryContextSwitchTo(old);
 
 	ExecStoreHeapTuple(tuple, w->slots[n], true);
-	w->subxids[n] = GetCurrentSubTransactionId();
-	w->nbytes += tuple->t_len;
+	run->nbytes += tuple->t_len;
 	w->nbuffered++;
 }
 
@@ -280,7 +386,9 @@ WriterXactCallback(XactEvent event, void *arg)
 		case XACT_EVENT_PRE_COMMIT:
 		case XACT_EVENT_PARALLEL_PRE_COMMIT:
 		case XACT_EVENT_PRE_PREPARE:
-			WriterFlushAll();
+			for (int i = 0; i < MAX_WRITERS; i++)
+				if (OidIsValid(writers[i].relid))
+					WriterFlushTop(&writers[i]);
 			for (int i = 0; i < MAX_WRITERS; i++)
 				WriterEnd(&writers[i]);
 			break;
@@ -295,23 +403,53 @@ WriterXactCallback(XactEvent event, void *arg)
 	}
 }
 
+/*
+ * Keeps every run owned by an active subtransaction.  Both events run while
+ * the ending subtransaction is still the current one, so nothing is written
+ * here: at COMMIT_SUB its state is already TRANS_COMMIT, and at ABORT_SUB its
+ * rows are to be dropped.  (START_SUB runs inside the new child: writing the
+ * parent's rows there would give them the child's xid.)
+ */
 static void
 WriterSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 					  SubTransactionId parentSubid, void *arg)
 {
 	switch (event)
 	{
-		case SUBXACT_EVENT_START_SUB:
-			WriterFlushAll();
+		case SUBXACT_EVENT_COMMIT_SUB:
+			/* the child's rows become its parent's, to be written by it */
+			for (int i = 0; i < MAX_WRITERS; i++)
+			{
+				LedgerWriter *w = &writers[i];
+				BufferRun  *run;
+
+				if (w->nruns == 0 || w->runs[w->nruns - 1].owner != mySubid)
+					continue;
+				run = &w->runs[w->nruns - 1];
+				if (w->nruns > 1 && w->runs[w->nruns - 2].owner == parentSubid)
+				{
+					w->runs[w->nruns - 2].nbytes += run->nbytes;
+					w->nruns--;
+				}
+				else
+					run->owner = parentSubid;
+			}
 			break;
 		case SUBXACT_EVENT_ABORT_SUB:
-			/* entries of the aborted subtransaction (and its children) are a suffix */
+			/* rows of the aborted subtransaction (and its children) are a suffix */
 			for (int i = 0; i < MAX_WRITERS; i++)
 			{
 				LedgerWriter *w = &writers[i];
 
-				while (w->nbuffered > 0 && w->subxids[w->nbuffered - 1] >= mySubid)
-					ExecClearTuple(w->slots[--w->nbuffered]);
+				while (w->nruns > 0 && w->runs[w->nruns - 1].owner >= mySubid)
+				{
+					int			start = w->runs[--w->nruns].start;
+
+					while (w->nbuffered > start)
+						ExecClearTuple(w->slots[--w->nbuffered]);
+				}
+				if (w->nbuffered == 0 && w->tuples != NULL)
+					MemoryContextReset(w->tuples);
 			}
 			break;
 		default:

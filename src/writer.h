@@ -13,7 +13,11 @@ extern void WriterInit(void);
 /* Buffers one row for relid (a ledger relation); written by a flush. */
 extern void WriterInsert(Oid relid, Datum *values, bool *nulls);
 
-/* Writes every buffered row: before autora reads what it wrote. */
+/*
+ * Writes the buffered rows the current subtransaction owns: before autora
+ * reads what it wrote.  Rows of its ancestors stay buffered until their
+ * owner is current again (at the latest, pre-commit writes them).
+ */
 extern void WriterFlushAll(void);
 
 /* The row type of a ledger relation, as the writer sees it. */

@@ -197,6 +197,9 @@ LedgerHasEntries(void)
 	if (oids == NULL)
 		return false;
 	WriterFlushAll();
+	/* inside a subtransaction, its ancestors' entries may still be buffered */
+	if (WriterHasBuffered(oids->ledger))
+		return true;
 	rel = table_open(oids->ledger, AccessShareLock);
 	slot = table_slot_create(rel, NULL);
 	scan = table_beginscan(rel, GetLatestSnapshot(), 0, NULL);

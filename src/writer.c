@@ -250,6 +250,15 @@ WriterFlushAll(void)
 			WriterFlush(&writers[i]);
 }
 
+bool
+WriterHasBuffered(Oid relid)
+{
+	for (int i = 0; i < MAX_WRITERS; i++)
+		if (writers[i].relid == relid && writers[i].nbuffered > 0)
+			return true;
+	return false;
+}
+
 /* Forgets every writer: at transaction end, after commit or abort cleanup. */
 static void
 WritersForget(void)

@@ -20,6 +20,9 @@ extern void WriterInsert(Oid relid, Datum *values, bool *nulls);
  */
 extern void WriterFlushAll(void);
 
+/* Does this transaction hold rows for relid not written yet (an ancestor's)? */
+extern bool WriterHasBuffered(Oid relid);
+
 /* The row type of a ledger relation, as the writer sees it. */
 extern TupleDesc WriterTupleDesc(Oid relid);
 

@@ -35,15 +35,19 @@
 #include "catalog/partition.h"
 #include "catalog/pg_attribute.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_depend.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_policy.h"
 #include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
 #include "commands/tablecmds.h"
 #include "executor/tuptable.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
 #include "nodes/parsenodes.h"
+#include "parser/parse_type.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -521,6 +525,47 @@ ProtectedDdlCheck(Node *parsetree)
 
 /* --- around execution ------------------------------------------------------------ */
 
+/*
+ * Is a column of a protected table of this type, directly or through a
+ * domain, an array or a composite built on it?  Followed through pg_depend,
+ * where every column and type records the type it is built on.
+ */
+static bool
+TypeUsedByProtected(Oid typid, int depth)
+{
+	Relation	depend;
+	ScanKeyData keys[2];
+	SysScanDesc scan;
+	HeapTuple	tup;
+	bool		used = false;
+
+	if (depth > 8)
+		return true;			/* deeply nested: assume so */
+	depend = table_open(DependRelationId, AccessShareLock);
+	ScanKeyInit(&keys[0], Anum_pg_depend_refclassid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(TypeRelationId));
+	ScanKeyInit(&keys[1], Anum_pg_depend_refobjid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(typid));
+	scan = systable_beginscan(depend, DependReferenceIndexId, true, NULL, 2, keys);
+	while (!used && HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Form_pg_depend dep = (Form_pg_depend) GETSTRUCT(tup);
+
+		if (dep->classid == TypeRelationId)
+			used = TypeUsedByProtected(dep->objid, depth + 1);
+		else if (dep->classid == RelationRelationId && dep->objsubid > 0)
+		{
+			if (get_rel_relkind(dep->objid) == RELKIND_COMPOSITE_TYPE)
+				used = TypeUsedByProtected(get_rel_type_id(dep->objid), depth + 1);
+			else
+				used = IsProtected(dep->objid);
+		}
+	}
+	systable_endscan(scan);
+	table_close(depend, AccessShareLock);
+	return used;
+}
+
 /* Does this utility statement evaluate expressions over protected rows? */
 static bool
 ReadsProtectedRows(Node *parsetree)
@@ -556,8 +601,13 @@ ReadsProtectedRows(Node *parsetree)
 					return true;
 			return false;
 		case T_AlterDomainStmt:
-			/* a new or validated constraint is checked in every column of the domain */
-			return true;
+			{
+				/* a new or validated constraint is checked in every column of the domain */
+				List	   *names = ((AlterDomainStmt *) parsetree)->typeName;
+				Oid			domain = typenameTypeId(NULL, makeTypeNameFromNameList(names));
+
+				return TypeUsedByProtected(domain, 0);
+			}
 		default:
 			return false;
 	}

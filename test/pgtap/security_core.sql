@@ -14,7 +14,7 @@
 --   DELETE of another store's row by a role that bypasses RLS;
 --   WITH HOLD cursors through a function; bad input.
 BEGIN;
-SELECT plan(69);
+SELECT plan(71);
 
 -- ------------------------------------------------------------------ set-up
 CREATE SCHEMA sc;
@@ -208,6 +208,11 @@ SELECT is(sc.try('ALTER TABLE sc.orders ADD COLUMN g text GENERATED ALWAYS AS (s
           'so is a generated column');
 SELECT is(sc.try('CREATE STATISTICS sc.st ON (sc.leak(customer)) FROM sc.orders'), '42501',
           'statistics on expressions are refused (ANALYZE would run them as the owner)');
+SELECT is(sc.try('ALTER DOMAIN sc.tid ADD CONSTRAINT tid_peek CHECK (sc.leak(VALUE) IS NOT NULL)'), '42501',
+          'so is a domain constraint checked over the tenant column of a protected table');
+CREATE DOMAIN sc.free AS text;
+SELECT is(sc.try('ALTER DOMAIN sc.free ADD CONSTRAINT free_peek CHECK (sc.leak(VALUE) IS NOT NULL)'), 'ok',
+          'honest: the owner''s function in a constraint of a domain no protected table uses');
 SELECT is(sc.try('CREATE RULE r AS ON INSERT TO sc.orders DO ALSO NOTIFY x'), '42501',
           'rules on a protected table are refused');
 SELECT is(sc.try('ALTER TABLE sc.orders SET UNLOGGED'), '42501',

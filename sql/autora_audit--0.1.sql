@@ -11,6 +11,23 @@ CREATE FUNCTION autora._require_preload() RETURNS void
 SELECT autora._require_preload();
 DROP FUNCTION autora._require_preload();
 
+-- The schema is the extension's own: one made beforehand by a database
+-- owner would let it create objects among autora's (a relation named like a
+-- store's chain sequence, say).
+DO $schema$
+BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_class c
+                WHERE c.relnamespace OPERATOR(pg_catalog.=) 'autora'::pg_catalog.regnamespace)
+       OR NOT (SELECT r.rolsuper FROM pg_catalog.pg_namespace n
+                 JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) n.nspowner
+                WHERE n.nspname OPERATOR(pg_catalog.=) 'autora') THEN
+        RAISE EXCEPTION 'schema autora exists already, with objects or an owner who is not a superuser'
+            USING ERRCODE = '42501',
+                  HINT = 'The schema is autora_audit''s own: drop it (or have a superuser own it, empty), then CREATE EXTENSION autora_audit again.';
+    END IF;
+END
+$schema$;
+
 -- Extension roles (cluster-wide, so only created when absent).
 DO $roles$
 DECLARE
@@ -316,6 +333,13 @@ BEGIN
     IF to_regclass(format('autora.%I', autora._chain_seq_name(add_tenant.tenant_id))) IS NULL THEN
         EXECUTE format('CREATE SEQUENCE autora.%I AS bigint CACHE 64',
                        autora._chain_seq_name(add_tenant.tenant_id));
+    ELSIF (SELECT c.relkind FROM pg_class c
+            WHERE c.oid = to_regclass(format('autora.%I', autora._chain_seq_name(add_tenant.tenant_id))))
+          <> 'S' THEN
+        RAISE EXCEPTION 'the chain sequence name of tenant "%" is taken by another object', add_tenant.tenant_id
+            USING ERRCODE = '55000',
+                  HINT = format('A superuser should look at autora.%I: only autora creates objects in its schema.',
+                                autora._chain_seq_name(add_tenant.tenant_id));
     END IF;
 END
 $$;

@@ -85,12 +85,13 @@ DefineConfiguration(void)
 							 0,
 							 NULL, NULL, NULL);
 
+	/* superuser-only: a database owner's ALTER DATABASE SET would pick the admin's column */
 	DefineCustomStringVariable("autora.tenant_column",
 							   "Tenant column used by autora.protect when none is given.",
 							   NULL,
 							   &autora_tenant_column,
 							   "tenant_id",
-							   PGC_USERSET,
+							   PGC_SUSET,
 							   0,
 							   NULL, NULL, NULL);
 

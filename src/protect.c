@@ -118,6 +118,10 @@ QueryStrings(const char *sql)
 	return result;
 }
 
+/*
+ * Has the relation autora's trigger of that name?  By name and by function:
+ * names beginning autora_ are reserved, but a table may have had one before.
+ */
 static bool
 HasTrigger(Oid relid, const char *name)
 {
@@ -126,10 +130,34 @@ HasTrigger(Oid relid, const char *name)
 
 	if (rel->trigdesc != NULL)
 		for (int i = 0; i < rel->trigdesc->numtriggers; i++)
-			if (strcmp(rel->trigdesc->triggers[i].tgname, name) == 0)
+			if (strcmp(rel->trigdesc->triggers[i].tgname, name) == 0 &&
+				IsAutoraTriggerFunction(rel->trigdesc->triggers[i].tgfoid))
 				found = true;
 	relation_close(rel, AccessShareLock);
 	return found;
+}
+
+/*
+ * A member that was protected in its own right becomes part of root's
+ * protection, if their options are the same; otherwise its PII columns
+ * could lose their role.
+ */
+static void
+MergeRegisteredMember(Oid member, Oid root)
+{
+	ProtectedConfig config;
+
+	if (!RegistryGetConfig(member, &config))
+		return;
+	if (!RegistrySameConfiguration(member, root))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("\"%s\" is protected with other options than \"%s\"",
+						get_rel_name(member), get_rel_name(root)),
+				 errdetail("As a member of \"%s\" it would take that table's tenant, PII and excluded columns.",
+						   get_rel_name(root)),
+				 errhint("Protect both with the same options.")));
+	RegistryMergeMember(member);
 }
 
 /* Row level security as the table has it now. */
@@ -206,6 +234,7 @@ ApplyRowSecurity(Oid relid, const char *column)
 	char	   *own;
 	StringInfoData sql;
 	List	   *permissive;
+	List	   *early;
 	bool		enabled;
 	bool		forced;
 	bool		had_base;
@@ -227,6 +256,18 @@ ApplyRowSecurity(Oid relid, const char *column)
 	}
 	own = psprintf("%s = (SELECT autora._own_%s())", col, kind);
 
+	early = QueryStrings(psprintf("SELECT polname FROM pg_catalog.pg_policy WHERE polrelid"
+								  " OPERATOR(pg_catalog.=) %u AND NOT polpermissive"
+								  " AND polname::pg_catalog.text COLLATE \"C\" OPERATOR(pg_catalog.<=) 'autora_update'"
+								  " AND polname::pg_catalog.text NOT LIKE 'autora\\_%%'", relid));
+	if (early != NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("restrictive policy \"%s\" of \"%s\" would run before autora's",
+						(char *) linitial(early), get_rel_name(relid)),
+				 errdetail("Restrictive policies are applied in name order; one named before \"autora_update\" sees every store's rows before autora's policies filter them."),
+				 errhint("Rename it so that it sorts after \"autora_update\", e.g. ALTER POLICY %s ON %s RENAME TO zz_%s.",
+						 quote_identifier(linitial(early)), qualified, (char *) linitial(early))));
 	RowSecurityState(relid, &enabled, &forced);
 	had_base = QueryStrings(psprintf("SELECT polname FROM pg_catalog.pg_policy WHERE polrelid OPERATOR(pg_catalog.=) %u"
 									 " AND polname = 'autora_base'", relid)) != NIL;
@@ -322,8 +363,11 @@ ProtectPartitions(Oid root, const char *column, bool only_new)
 
 		if (member == root)
 			continue;
-		if (!only_new || !HasAutoraPolicies(member))
-			ApplyRowSecurity(member, column);
+		if (only_new && HasAutoraPolicies(member) && HasTrigger(member, TRUNCATE_TRIGGER))
+			continue;
+		RequireTrustedCode(member);
+		MergeRegisteredMember(member, root);
+		ApplyRowSecurity(member, column);
 		qualified = QualifiedName(member);
 		if (NeedsRowTriggers(member) && !HasTrigger(member, CAPTURE_TRIGGER))
 			ExecuteOnRelation(member, RowTriggersSQL(qualified));
@@ -448,6 +492,12 @@ RequireProtectableTable(Relation rel)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("temporary table \"%s\" cannot be protected", RelationGetRelationName(rel))));
+	if (OidIsValid(rel->rd_rel->reloftype))
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("typed table \"%s\" cannot be protected", RelationGetRelationName(rel)),
+				 errdetail("ALTER TYPE ... CASCADE of its type would rename and retype its columns, unguarded."),
+				 errhint("Make it untyped first: ALTER TABLE %s NOT OF.", RelationGetRelationName(rel))));
 	/* a crash empties an unlogged table: its rows would vanish without entries */
 	if (rel->rd_rel->relpersistence == RELPERSISTENCE_UNLOGGED)
 		ereport(ERROR,
@@ -632,6 +682,7 @@ autora_protect(PG_FUNCTION_ARGS)
 		appendStringInfoString(&sql, RowTriggersSQL(qualified));
 	appendStringInfoString(&sql, StatementTriggersSQL(qualified));
 	ExecuteOnRelation(relid, sql.data);
+	RequireTrustedCode(relid);
 	ApplyRowSecurity(relid, tenant_column);
 	ProtectPartitions(relid, tenant_column, false);
 

@@ -33,12 +33,18 @@
 #include "catalog/indexing.h"
 #include "catalog/namespace.h"
 #include "catalog/partition.h"
+#include "commands/extension.h"
 #include "catalog/pg_attribute.h"
+#include "catalog/objectaddress.h"
+#include "catalog/pg_attrdef.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_constraint.h"
 #include "catalog/pg_depend.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_policy.h"
 #include "catalog/pg_proc.h"
+#include "catalog/pg_trigger.h"
+#include "catalog/pg_statistic_ext.h"
 #include "catalog/pg_type.h"
 #include "commands/tablecmds.h"
 #include "executor/tuptable.h"
@@ -46,10 +52,13 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
 #include "nodes/parsenodes.h"
+#include "parser/parse_func.h"
 #include "parser/parse_type.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
+#include "utils/errcodes.h"
 #include "utils/fmgroids.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
@@ -182,6 +191,75 @@ RefuseChange(Oid relid, const char *what, const char *why, const char *hint)
 			 errhint("%s", hint)));
 }
 
+/* --- names --------------------------------------------------------------------- */
+
+/*
+ * Trigger and policy names beginning autora_ (or zz_autora_) are autora's:
+ * a table's own object under such a name would pass for autora's when the
+ * table joins a protected tree.  A restore recreates autora's own.
+ */
+static bool
+IsReservedName(const char *name)
+{
+	return name != NULL &&
+		(strncmp(name, "autora_", 7) == 0 || strncmp(name, "zz_autora_", 10) == 0) &&
+		!creating_extension && !(autora_restore_mode && superuser());
+}
+
+static void
+RefuseReservedName(const char *what, const char *name)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_RESERVED_NAME),
+			 errmsg("%s name \"%s\" is reserved for autora", what, name),
+			 errdetail("Names beginning autora_ or zz_autora_ are those of the triggers and policies autora.protect() creates."),
+			 errhint("Choose another name.")));
+}
+
+/*
+ * PostgreSQL applies restrictive policies in name order, each one a
+ * security barrier: a restrictive policy named before autora's would see
+ * every store's rows before autora_read (or autora_update, autora_delete)
+ * filtered them.
+ */
+#define AUTORA_LAST_RESTRICTIVE "autora_update"
+
+static void
+CheckRestrictivePolicyName(Oid relid, const char *name)
+{
+	if (name != NULL && strcmp(name, AUTORA_LAST_RESTRICTIVE) <= 0 && IsProtected(relid) &&
+		!ProtectedDdlAllowed(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("restrictive policy \"%s\" on protected table \"%s\" would run before autora's",
+						name, get_rel_name(relid)),
+				 errdetail("Restrictive policies are applied in name order; one named before \"%s\" sees every store's rows before autora's policies filter them.",
+						   AUTORA_LAST_RESTRICTIVE),
+				 errhint("Name it so that it sorts after \"%s\", e.g. \"zz_%s\".", AUTORA_LAST_RESTRICTIVE, name)));
+}
+
+/* Is the named policy of relid restrictive? */
+static bool
+PolicyIsRestrictive(Oid relid, const char *name)
+{
+	Relation	rel = table_open(PolicyRelationId, AccessShareLock);
+	ScanKeyData keys[2];
+	SysScanDesc scan;
+	HeapTuple	tup;
+	bool		restrictive = false;
+
+	ScanKeyInit(&keys[0], Anum_pg_policy_polrelid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(relid));
+	ScanKeyInit(&keys[1], Anum_pg_policy_polname, BTEqualStrategyNumber, F_NAMEEQ,
+				CStringGetDatum(name));
+	scan = systable_beginscan(rel, PolicyPolrelidPolnameIndexId, true, NULL, 2, keys);
+	if (HeapTupleIsValid(tup = systable_getnext(scan)))
+		restrictive = !((Form_pg_policy) GETSTRUCT(tup))->polpermissive;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return restrictive;
+}
+
 /* --- lookups -------------------------------------------------------------------- */
 
 static Oid
@@ -257,12 +335,26 @@ TableHasRows(Oid relid)
 
 /* --- what may be attached where ---------------------------------------------- */
 
+static void
+RefuseAttach(const char *how, Oid child, Oid parent, const char *why, const char *hint)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("%s \"%s\" under \"%s\" is not allowed", how, get_rel_name(child), get_rel_name(parent)),
+			 errdetail("%s", why),
+			 errhint("%s", hint)));
+}
+
 /*
- * child becomes a partition or inheritance child of parent.  A protected
- * child only goes under a protected parent with the same tenant column (an
- * unprotected parent would show its rows to anyone); an unprotected child
- * only when empty (its rows would appear in the protected tree with no
- * history), or protected already.
+ * child becomes a partition or inheritance child of parent.
+ * - A protected child goes only under a protected parent (an unprotected
+ *   one would show its rows to anyone) with the same configuration (else
+ *   its PII columns would lose their role); it then becomes a member of the
+ *   parent's tree (ProtectedDdlDone merges its own registration).
+ * - An unprotected child goes under a protected parent only when it is
+ *   empty (its rows would appear without history), logged and permanent.
+ * - A member of a protected tree has one parent: a second one, protected or
+ *   not, would be a second way in with its own rules.
  */
 static void
 GuardAttach(Oid parent, Oid child, const char *how)
@@ -274,38 +366,34 @@ GuardAttach(Oid parent, Oid child, const char *how)
 		return;
 	parent_protected = IsProtected(parent);
 	child_protected = IsProtected(child);
-	if (child_protected && !parent_protected)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("%s protected table \"%s\" under unprotected table \"%s\" is not allowed",
-						how, get_rel_name(child), get_rel_name(parent)),
-				 errdetail("Queries through the parent would see every tenant's rows of the child, without row level security or audit."),
-				 errhint("Protect \"%s\" first with autora.protect(), with the same tenant column.",
-						 get_rel_name(parent))));
-	if (!parent_protected || ProtectedDdlAllowed(parent))
+	if (!parent_protected && !child_protected)
 		return;
+	if (ProtectedDdlAllowed(parent))
+		return;
+	if (!parent_protected)
+		RefuseAttach(how, child, parent,
+					 "Queries through an unprotected parent would see every store's rows of the protected child, without row level security or audit.",
+					 "Protect the parent first with autora.protect(), with the same configuration.");
+	if (has_superclass(child))
+		RefuseAttach(how, child, parent,
+					 "A member of a protected tree has a single parent: a second one would be another way to its rows.",
+					 "Detach it from its other parent first.");
+	if (get_rel_persistence(child) != RELPERSISTENCE_PERMANENT)
+		RefuseAttach(how, child, parent,
+					 "A temporary or unlogged table cannot hold protected rows: they would vanish at session end or after a crash without entries.",
+					 "Attach a permanent, logged table.");
 	if (child_protected)
 	{
-		char	   *parent_column = TenantColumnOf(parent);
-		char	   *child_column = TenantColumnOf(child);
-
-		if (parent_column != NULL && child_column != NULL &&
-			strcmp(parent_column, child_column) != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("%s protected table \"%s\" under protected table \"%s\" is not allowed",
-							how, get_rel_name(child), get_rel_name(parent)),
-					 errdetail("Their tenant columns differ (\"%s\" and \"%s\").", child_column, parent_column),
-					 errhint("Attach tables that use the same tenant column.")));
+		if (!RegistrySameConfiguration(RegistryRootOf(child), RegistryRootOf(parent)))
+			RefuseAttach(how, child, parent,
+						 "Both are protected, with different tenant, PII or excluded columns; the child would take the parent's.",
+						 "Protect them with the same options first.");
 		return;
 	}
 	if (TableHasRows(child))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("%s table \"%s\" with rows under protected table \"%s\" is not allowed",
-						how, get_rel_name(child), get_rel_name(parent)),
-				 errdetail("Its rows would appear in the protected table without any ledger entry."),
-				 errhint("Attach it empty and insert its rows under each tenant's context, or protect it first with autora.protect().")));
+		RefuseAttach(how, child, parent,
+					 "Its rows would appear in the protected table without any ledger entry.",
+					 "Attach it empty and insert its rows under each store's context, or protect it first with autora.protect(), with the parent's options.");
 }
 
 /* --- ALTER TABLE and friends -------------------------------------------------- */
@@ -364,6 +452,11 @@ CheckAlterTableCommand(Oid relid, AlterTableCmd *cmd)
 							 "USING rewrites every tenant's values without a ledger entry.",
 							 "Add a column, fill it with UPDATE under each tenant's context (captured), then drop the old one.");
 			break;
+		case AT_AddOf:
+			RefuseChange(relid, "ALTER TABLE ... OF",
+						 "ALTER TYPE ... CASCADE of the type would then rename and retype its columns, unguarded and unrecorded.",
+						 "Keep protected tables untyped.");
+			break;
 		case AT_SetUnLogged:
 			RefuseChange(relid, "SET UNLOGGED",
 						 "A crash empties an unlogged table, and its rows would vanish without ledger entries.",
@@ -409,6 +502,10 @@ CheckCreateTable(CreateStmt *stmt)
 
 		if (!IsProtected(parent))
 			continue;
+		if (list_length(stmt->inhRelations) > 1)
+			RefuseChange(parent, "a child with several parents",
+						 "A member of a protected tree has a single parent: another parent would be a second way to its rows, with its own rules.",
+						 "Inherit from the protected table alone.");
 		if (stmt->relation->relpersistence == RELPERSISTENCE_TEMP)
 			RefuseChange(parent, "a temporary child table",
 						 "A session's temporary table cannot hold protected rows: it would escape capture and be dropped at session end.",
@@ -473,6 +570,13 @@ ProtectedDdlCheck(Node *parsetree)
 					RefuseTrigger("RENAME", stmt->subname, relid);
 				if (stmt->renameType == OBJECT_POLICY && IsAutoraPolicy(relid, stmt->subname))
 					RefusePolicy("ALTER POLICY", stmt->subname, relid);
+				if ((stmt->renameType == OBJECT_TRIGGER || stmt->renameType == OBJECT_POLICY) &&
+					!ProtectedDdlAllowed(relid) && IsReservedName(stmt->newname))
+					RefuseReservedName(stmt->renameType == OBJECT_TRIGGER ? "trigger" : "policy",
+									   stmt->newname);
+				if (stmt->renameType == OBJECT_POLICY && OidIsValid(relid) &&
+					PolicyIsRestrictive(relid, stmt->subname))
+					CheckRestrictivePolicyName(relid, stmt->newname);
 				break;
 			}
 		case T_CreateTrigStmt:
@@ -483,6 +587,19 @@ ProtectedDdlCheck(Node *parsetree)
 				if (stmt->replace && !ProtectedDdlAllowed(relid) &&
 					IsAutoraTrigger(relid, stmt->trigname))
 					RefuseTrigger("CREATE OR REPLACE", stmt->trigname, relid);
+				if (!ProtectedDdlAllowed(relid) && IsReservedName(stmt->trigname))
+					RefuseReservedName("trigger", stmt->trigname);
+				break;
+			}
+		case T_CreatePolicyStmt:
+			{
+				CreatePolicyStmt *stmt = (CreatePolicyStmt *) parsetree;
+
+				relid = RelidOf(stmt->table);
+				if (!ProtectedDdlAllowed(relid) && IsReservedName(stmt->policy_name))
+					RefuseReservedName("policy", stmt->policy_name);
+				if (!stmt->permissive)
+					CheckRestrictivePolicyName(relid, stmt->policy_name);
 				break;
 			}
 		case T_AlterPolicyStmt:
@@ -525,45 +642,113 @@ ProtectedDdlCheck(Node *parsetree)
 
 /* --- around execution ------------------------------------------------------------ */
 
+/* The relation a dependent object (trigger, policy, constraint, default, index) belongs to. */
+static Oid
+RelationOfDependent(Oid classid, Oid objid)
+{
+	AttrNumber	oidcol;
+	AttrNumber	relcol;
+	Relation	catalog;
+	HeapTuple	tup;
+	Oid			relid = InvalidOid;
+
+	if (classid == RelationRelationId)
+		return get_rel_relkind(objid) == RELKIND_INDEX ? IndexGetRelation(objid, true) : objid;
+	if (classid == TriggerRelationId)
+		oidcol = Anum_pg_trigger_oid, relcol = Anum_pg_trigger_tgrelid;
+	else if (classid == PolicyRelationId)
+		oidcol = Anum_pg_policy_oid, relcol = Anum_pg_policy_polrelid;
+	else if (classid == ConstraintRelationId)
+		oidcol = Anum_pg_constraint_oid, relcol = Anum_pg_constraint_conrelid;
+	else if (classid == AttrDefaultRelationId)
+		oidcol = Anum_pg_attrdef_oid, relcol = Anum_pg_attrdef_adrelid;
+	else
+		return InvalidOid;
+	catalog = table_open(classid, AccessShareLock);
+	tup = get_catalog_object_by_oid(catalog, oidcol, objid);
+	if (HeapTupleIsValid(tup))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, relcol, RelationGetDescr(catalog), &isnull);
+
+		relid = isnull ? InvalidOid : DatumGetObjectId(d);
+	}
+	table_close(catalog, AccessShareLock);
+	return relid;
+}
+
 /*
- * Is a column of a protected table of this type, directly or through a
- * domain, an array or a composite built on it?  Followed through pg_depend,
- * where every column and type records the type it is built on.
+ * The protected tables that depend on an object (a type or a function):
+ * their columns, or their triggers, policies, constraints, defaults and
+ * indexes, directly or through domains, arrays and composites built on it.
+ * Followed through pg_depend.
  */
-static bool
-TypeUsedByProtected(Oid typid, int depth)
+static void
+ProtectedDependents(Oid refclassid, Oid refobjid, List **relids, int depth)
 {
 	Relation	depend;
 	ScanKeyData keys[2];
 	SysScanDesc scan;
 	HeapTuple	tup;
-	bool		used = false;
 
 	if (depth > 8)
-		return true;			/* deeply nested: assume so */
+		return;
 	depend = table_open(DependRelationId, AccessShareLock);
 	ScanKeyInit(&keys[0], Anum_pg_depend_refclassid, BTEqualStrategyNumber, F_OIDEQ,
-				ObjectIdGetDatum(TypeRelationId));
+				ObjectIdGetDatum(refclassid));
 	ScanKeyInit(&keys[1], Anum_pg_depend_refobjid, BTEqualStrategyNumber, F_OIDEQ,
-				ObjectIdGetDatum(typid));
+				ObjectIdGetDatum(refobjid));
 	scan = systable_beginscan(depend, DependReferenceIndexId, true, NULL, 2, keys);
-	while (!used && HeapTupleIsValid(tup = systable_getnext(scan)))
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
 	{
 		Form_pg_depend dep = (Form_pg_depend) GETSTRUCT(tup);
+		Oid			relid;
 
 		if (dep->classid == TypeRelationId)
-			used = TypeUsedByProtected(dep->objid, depth + 1);
-		else if (dep->classid == RelationRelationId && dep->objsubid > 0)
 		{
-			if (get_rel_relkind(dep->objid) == RELKIND_COMPOSITE_TYPE)
-				used = TypeUsedByProtected(get_rel_type_id(dep->objid), depth + 1);
-			else
-				used = IsProtected(dep->objid);
+			ProtectedDependents(TypeRelationId, dep->objid, relids, depth + 1);
+			continue;
 		}
+		if (dep->classid == RelationRelationId &&
+			get_rel_relkind(dep->objid) == RELKIND_COMPOSITE_TYPE)
+		{
+			ProtectedDependents(TypeRelationId, get_rel_type_id(dep->objid), relids, depth + 1);
+			continue;
+		}
+		relid = RelationOfDependent(dep->classid, dep->objid);
+		if (IsProtected(relid))
+			*relids = list_append_unique_oid(*relids, relid);
 	}
 	systable_endscan(scan);
 	table_close(depend, AccessShareLock);
-	return used;
+}
+
+/* The function a CREATE OR REPLACE FUNCTION replaces, if it exists. */
+static Oid
+ReplacedFunction(CreateFunctionStmt *stmt)
+{
+	ObjectWithArgs *func = makeNode(ObjectWithArgs);
+	ListCell   *lc;
+
+	if (!stmt->replace)
+		return InvalidOid;
+	func->objname = stmt->funcname;
+	foreach(lc, stmt->parameters)
+	{
+		FunctionParameter *p = lfirst(lc);
+
+		if (p->mode == FUNC_PARAM_IN || p->mode == FUNC_PARAM_INOUT ||
+			p->mode == FUNC_PARAM_VARIADIC || p->mode == FUNC_PARAM_DEFAULT)
+			func->objargs = lappend(func->objargs, p->argType);
+	}
+	return LookupFuncWithArgs(stmt->is_procedure ? OBJECT_PROCEDURE : OBJECT_FUNCTION, func, true);
+}
+
+/* The domain an ALTER DOMAIN names, if it exists. */
+static Oid
+AlteredDomain(AlterDomainStmt *stmt)
+{
+	return LookupTypeNameOid(NULL, makeTypeNameFromNameList(stmt->typeName), true);
 }
 
 /* Does this utility statement evaluate expressions over protected rows? */
@@ -575,7 +760,12 @@ ReadsProtectedRows(Node *parsetree)
 	switch (nodeTag(parsetree))
 	{
 		case T_AlterTableStmt:
-			return IsProtected(RelidOf(((AlterTableStmt *) parsetree)->relation));
+			{
+				Oid			relid = RelidOf(((AlterTableStmt *) parsetree)->relation);
+
+				/* protect()'s own DDL runs nobody's code over the rows */
+				return IsProtected(relid) && !ProtectedDdlAllowed(relid);
+			}
 		case T_IndexStmt:
 			return IsProtected(RelidOf(((IndexStmt *) parsetree)->relation));
 		case T_ReindexStmt:
@@ -603,10 +793,11 @@ ReadsProtectedRows(Node *parsetree)
 		case T_AlterDomainStmt:
 			{
 				/* a new or validated constraint is checked in every column of the domain */
-				List	   *names = ((AlterDomainStmt *) parsetree)->typeName;
-				Oid			domain = typenameTypeId(NULL, makeTypeNameFromNameList(names));
+				List	   *users = NIL;
 
-				return TypeUsedByProtected(domain, 0);
+				ProtectedDependents(TypeRelationId, AlteredDomain((AlterDomainStmt *) parsetree),
+									&users, 0);
+				return users != NIL;
 			}
 		default:
 			return false;
@@ -641,19 +832,38 @@ ChangedRelations(Node *parsetree)
 				if (IsA(lfirst(lc), RangeVar))
 					relids = lappend_oid(relids, RelidOf(lfirst(lc)));
 			return relids;
+		case T_AlterDomainStmt:
+			ProtectedDependents(TypeRelationId, AlteredDomain((AlterDomainStmt *) parsetree),
+								&relids, 0);
+			return relids;
+		case T_CreateFunctionStmt:
+			{
+				/* replacing the code that a protected table's trigger, index... runs */
+				Oid			func = ReplacedFunction((CreateFunctionStmt *) parsetree);
+
+				if (OidIsValid(func))
+					ProtectedDependents(ProcedureRelationId, func, &relids, 0);
+				return relids;
+			}
 		case T_DropStmt:
 			{
 				DropStmt   *stmt = (DropStmt *) parsetree;
 
-				if (stmt->removeType != OBJECT_TRIGGER && stmt->removeType != OBJECT_POLICY)
-					return NIL;
 				foreach(lc, stmt->objects)
 				{
 					List	   *names = lfirst(lc);
 
-					relids = lappend_oid(relids,
-										 RelidOfNames(list_truncate(list_copy(names),
-																	list_length(names) - 1)));
+					if (stmt->removeType == OBJECT_INDEX)
+					{
+						Oid			index = RelidOfNames(names);
+
+						if (OidIsValid(index) && get_rel_relkind(index) == RELKIND_INDEX)
+							relids = lappend_oid(relids, IndexGetRelation(index, true));
+					}
+					else if (stmt->removeType == OBJECT_TRIGGER || stmt->removeType == OBJECT_POLICY)
+						relids = lappend_oid(relids,
+											 RelidOfNames(list_truncate(list_copy(names),
+																		list_length(names) - 1)));
 				}
 				return relids;
 			}
@@ -770,6 +980,7 @@ ProtectedDdlBegin(PlannedStmt *pstmt, const char *queryString,
 	memset(ddl, 0, sizeof(*ddl));
 	if (LedgerGetOids(true) == NULL)
 		return;
+	ddl->parsetree = parsetree;
 
 	/* the pieces of a statement are recorded with it, not alone */
 	if (context != PROCESS_UTILITY_SUBCOMMAND)
@@ -825,35 +1036,83 @@ RecordDdl(ProtectedDdl *ddl)
 	WriterFlushAll();
 }
 
+/*
+ * A protected table attached under a protected parent (same configuration,
+ * GuardAttach made sure) is a member of the parent's tree from now on: its
+ * own registration goes, so that unprotecting the parent takes it along.
+ */
+static void
+MergeAttachedRegistrations(Node *parsetree)
+{
+	AlterTableStmt *stmt = (AlterTableStmt *) parsetree;
+	Oid			relid;
+	ListCell   *lc;
+
+	if (!IsA(parsetree, AlterTableStmt))
+		return;
+	relid = RelidOf(stmt->relation);
+	foreach(lc, stmt->cmds)
+	{
+		AlterTableCmd *cmd = lfirst(lc);
+
+		if (cmd->subtype == AT_AttachPartition && stmt->objtype != OBJECT_INDEX)
+			RegistryMergeMember(RelidOf(((PartitionCmd *) cmd->def)->name));
+		else if (cmd->subtype == AT_AddInherit)
+			RegistryMergeMember(relid);
+	}
+}
+
 void
 ProtectedDdlDone(ProtectedDdl *ddl)
 {
+	ListCell   *lc;
+
 	if (ddl->reads_rows)
 	{
 		ddl_reading_rows--;
 		ddl->reads_rows = false;
 	}
+	if (ddl->parsetree == NULL ||
+		(ddl->targets == NIL && ddl->registry == NULL && !IsA(ddl->parsetree, AlterTableStmt)))
+		return;
+	CommandCounterIncrement();
+	MergeAttachedRegistrations(ddl->parsetree);
 	if (ddl->registry != NULL)
 		RegistryFollowColumns(ddl->registry);
+	/* an index built over no row evaluated nothing: its code is checked here */
+	foreach(lc, ddl->targets)
+		if (get_rel_relkind(lfirst_oid(lc)) != '\0')
+			RequireTrustedCode(lfirst_oid(lc));
 	if (ddl->targets != NIL)
-	{
-		CommandCounterIncrement();
 		RecordDdl(ddl);
-	}
+}
+
+/* Errors that quote no row: refusals, cancellations, lock and resource failures. */
+static bool
+QuotesNoRow(int sqlerrcode)
+{
+	int			class = ERRCODE_TO_CATEGORY(sqlerrcode);
+
+	return sqlerrcode == ERRCODE_INSUFFICIENT_PRIVILEGE ||
+		sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED ||
+		sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE ||
+		class == ERRCODE_INSUFFICIENT_RESOURCES ||
+		class == ERRCODE_OPERATOR_INTERVENTION ||
+		class == ERRCODE_SYSTEM_ERROR;
 }
 
 /*
- * An error raised while DDL read every tenant's rows may quote one (a
- * duplicate key, a value that did not convert): data exceptions and
- * integrity violations lose their text, keeping their SQLSTATE.  Called in
- * PG_CATCH, in a memory context other than ErrorContext; returns when the
- * error is to be re-thrown as it is.
+ * An error raised while DDL read every tenant's rows may quote one: a
+ * duplicate key, a value that did not convert, a token a parser did not
+ * like (any SQLSTATE class).  The client gets the message's template,
+ * without its parameters, and the SQLSTATE; the whole error goes to the
+ * server log only.  Called in PG_CATCH, in a memory context other than
+ * ErrorContext; returns when the error is to be re-thrown as it is.
  */
 void
 ProtectedDdlFailed(ProtectedDdl *ddl)
 {
 	ErrorData  *edata;
-	int			class;
 
 	if (!ddl->reads_rows)
 		return;
@@ -861,14 +1120,18 @@ ProtectedDdlFailed(ProtectedDdl *ddl)
 	ddl->reads_rows = false;
 
 	edata = CopyErrorData();
-	class = ERRCODE_TO_CATEGORY(edata->sqlerrcode);
-	if (class != ERRCODE_DATA_EXCEPTION && class != ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION)
+	if (QuotesNoRow(edata->sqlerrcode))
 		return;
 	FlushErrorState();
-	edata->message = pstrdup("the statement failed on a row of a protected table");
-	edata->detail = pstrdup("The error's own text could show another tenant's data, so it is withheld; its SQLSTATE is kept.");
+	ereport(LOG_SERVER_ONLY,
+			(errmsg_internal("autora: error withheld from the client of DDL on a protected table: %s",
+							 edata->message),
+			 edata->detail ? errdetail_internal("%s", edata->detail) : 0));
+	edata->message = psprintf("%s (its values are withheld)",
+							  edata->message_id ? edata->message_id : "the statement failed");
+	edata->detail = pstrdup("The statement was evaluating a protected table's rows, and the error's values could show another store's data; its SQLSTATE is kept and the server log has the whole error.");
 	edata->detail_log = NULL;
-	edata->hint = pstrdup("Find the row under each tenant's context, or read the server log as a superuser.");
+	edata->hint = pstrdup("Find the row under each store's context, or ask a superuser for the server log.");
 	edata->context = NULL;
 	edata->internalquery = NULL;
 	edata->schema_name = edata->table_name = edata->column_name = NULL;
@@ -931,7 +1194,8 @@ ProtectedDropCheck(Oid classId, Oid objectId, int subId)
 		char	   *name;
 
 		/* however it is reached: DROP ... CASCADE of the table, a column, a type */
-		if (PolicyById(objectId, &relid, &name) && IsAutoraPolicy(relid, name))
+		if (PolicyById(objectId, &relid, &name) && IsAutoraPolicy(relid, name) &&
+			get_rel_persistence(relid) != RELPERSISTENCE_TEMP)
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					 errmsg("dropping autora policy %s of protected table \"%s\" is not allowed",
@@ -941,23 +1205,121 @@ ProtectedDropCheck(Oid classId, Oid objectId, int subId)
 	}
 }
 
+/*
+ * While DDL reads every store's rows, a function may run there only if its
+ * code is a superuser's, and it cannot pass a row on: a volatile function
+ * that takes arguments could (set_config, pg_notify, lo_from_bytea, advisory
+ * locks).  Volatile functions without arguments (gen_random_uuid(),
+ * clock_timestamp()) see no row.
+ */
 void
 ProtectedFunctionCheck(Oid funcid)
 {
 	HeapTuple	tup;
-	Oid			owner;
+	Form_pg_proc proc;
+	bool		trusted;
 
 	if (ddl_reading_rows == 0)
 		return;
 	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(funcid));
 	if (!HeapTupleIsValid(tup))
 		return;
-	owner = ((Form_pg_proc) GETSTRUCT(tup))->proowner;
+	proc = (Form_pg_proc) GETSTRUCT(tup);
+	/* autora's own functions (its event trigger's) are trusted */
+	trusted = superuser_arg(proc->proowner) &&
+		(proc->provolatile != PROVOLATILE_VOLATILE || proc->pronargs == 0 ||
+		 proc->pronamespace == LedgerGetOids(false)->namespace);
 	ReleaseSysCache(tup);
-	if (!superuser_arg(owner))
+	if (!trusted)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("function %s cannot run over the rows of a protected table", get_func_name(funcid)),
-				 errdetail("This statement evaluates expressions over every tenant's rows; only functions owned by a superuser may run there."),
-				 errhint("Use built-in functions, have a superuser own the function, or unprotect the table first (recorded).")));
+				 errdetail("This statement evaluates expressions over every tenant's rows; only functions owned by a superuser, and none that is volatile and takes arguments, may run there."),
+				 errhint("Use built-in immutable or stable functions, fill new columns with UPDATE under each tenant's context, or unprotect the table first (recorded).")));
+}
+
+/* Collects the first function in an expression that a superuser does not own. */
+static bool
+UntrustedFunction(Oid funcid, void *context)
+{
+	HeapTuple	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(funcid));
+	bool		untrusted = false;
+
+	if (HeapTupleIsValid(tup))
+	{
+		untrusted = !superuser_arg(((Form_pg_proc) GETSTRUCT(tup))->proowner);
+		ReleaseSysCache(tup);
+	}
+	if (untrusted)
+		*(Oid *) context = funcid;
+	return untrusted;
+}
+
+static bool
+FindUntrustedFunction(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	if (check_functions_in_node(node, UntrustedFunction, context))
+		return true;
+	return expression_tree_walker(node, FindUntrustedFunction, context);
+}
+
+static void
+RefuseUntrustedCode(Oid relid, const char *what, Oid funcid)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("%s of \"%s\" calls function %s, which a superuser does not own",
+					what, get_rel_name(relid), get_func_name(funcid)),
+			 errdetail("ANALYZE and index builds evaluate it over every store's rows with the table owner's rights."),
+			 errhint("Use built-in functions, have a superuser own the function, or drop the %s.", what)));
+}
+
+/*
+ * Index expressions and predicates, and statistics expressions, run over
+ * every store's rows outside any statement of the owner's (autovacuum's
+ * ANALYZE): on a protected table they may call only superuser-owned code.
+ * Checked when a table becomes protected or joins a protected tree, and
+ * after DDL on one (an index built on an empty table evaluates nothing).
+ */
+void
+RequireTrustedCode(Oid relid)
+{
+	Relation	rel = relation_open(relid, AccessShareLock);
+	List	   *indexes = RelationGetIndexList(rel);
+	ListCell   *lc;
+	Oid			found = InvalidOid;
+	Relation	stats;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+
+	relation_close(rel, AccessShareLock);
+	foreach(lc, indexes)
+	{
+		Relation	index = index_open(lfirst_oid(lc), AccessShareLock);
+		Node	   *exprs = (Node *) RelationGetIndexExpressions(index);
+		Node	   *pred = (Node *) RelationGetIndexPredicate(index);
+
+		index_close(index, AccessShareLock);
+		if (FindUntrustedFunction(exprs, &found) || FindUntrustedFunction(pred, &found))
+			RefuseUntrustedCode(relid, "an index", found);
+	}
+
+	stats = table_open(StatisticExtRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_statistic_ext_stxrelid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(relid));
+	scan = systable_beginscan(stats, StatisticExtRelidIndexId, true, NULL, 1, &key);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, Anum_pg_statistic_ext_stxexprs,
+									 RelationGetDescr(stats), &isnull);
+
+		if (!isnull && FindUntrustedFunction(stringToNode(TextDatumGetCString(d)), &found))
+			RefuseUntrustedCode(relid, "a statistics object", found);
+	}
+	systable_endscan(scan);
+	table_close(stats, AccessShareLock);
 }

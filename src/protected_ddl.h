@@ -37,6 +37,7 @@ extern void ProtectedDdlCheck(Node *parsetree);
  */
 typedef struct ProtectedDdl
 {
+	Node	   *parsetree;		/* NULL: nothing to do after it */
 	List	   *targets;		/* protected relations the statement changes */
 	List	   *columns_before; /* per target: its columns, as JSON text */
 	struct RegistryColumns *registry;	/* column roles of the tree it alters */
@@ -49,6 +50,12 @@ extern void ProtectedDdlBegin(PlannedStmt *pstmt, const char *queryString,
 							  ProcessUtilityContext context, ProtectedDdl *ddl);
 extern void ProtectedDdlDone(ProtectedDdl *ddl);
 extern void ProtectedDdlFailed(ProtectedDdl *ddl);
+
+/*
+ * Index and statistics expressions of a relation joining protection may
+ * call only superuser-owned code (autovacuum's ANALYZE runs them).
+ */
+extern void RequireTrustedCode(Oid relid);
 
 /* Object access: drops of protected tables, their tenant column, autora policies. */
 extern void ProtectedDropCheck(Oid classId, Oid objectId, int subId);

@@ -263,6 +263,40 @@ RegistryGetConfig(Oid root, ProtectedConfig *config)
 	return found;
 }
 
+/* Does a list of names (char *) hold every name of another, and no more? */
+static bool
+SameNames(List *a, List *b)
+{
+	ListCell   *lc;
+	ListCell   *lc2;
+
+	if (list_length(a) != list_length(b))
+		return false;
+	foreach(lc, a)
+	{
+		bool		found = false;
+
+		foreach(lc2, b)
+			found |= strcmp(lfirst(lc), lfirst(lc2)) == 0;
+		if (!found)
+			return false;
+	}
+	return true;
+}
+
+bool
+RegistrySameConfiguration(Oid a, Oid b)
+{
+	ProtectedConfig ca;
+	ProtectedConfig cb;
+
+	if (!RegistryGetConfig(a, &ca) || !RegistryGetConfig(b, &cb))
+		return false;
+	return strcmp(ca.tenant_column, cb.tenant_column) == 0 &&
+		SameNames(ca.pii_columns, cb.pii_columns) &&
+		SameNames(ca.exclude_columns, cb.exclude_columns);
+}
+
 List *
 RegistryRoots(void)
 {
@@ -285,6 +319,31 @@ RegistryRoots(void)
 	UnregisterSnapshot(snapshot);
 	table_close(registry, AccessShareLock);
 	return roots;
+}
+
+void
+RegistryMergeMember(Oid relid)
+{
+	const LedgerOids *oids = LedgerGetOids(false);
+	Relation	registry;
+	Snapshot	snapshot;
+	bool		registered;
+	Oid			argtypes[1] = {OIDOID};
+	Datum		values[1];
+
+	if (!OidIsValid(relid))
+		return;
+	registry = table_open(oids->registry, AccessShareLock);
+	snapshot = RegistrySnapshot();
+	registered = IsRegistered(registry, relid, snapshot);
+	UnregisterSnapshot(snapshot);
+	table_close(registry, AccessShareLock);
+	if (!registered || RegistryRootOf(relid) == relid)
+		return;
+	values[0] = ObjectIdGetDatum(relid);
+	RegistryExecute("DELETE FROM autora.protected WHERE relid::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
+					1, argtypes, values);
+	RegistryInvalidateTree(relid);
 }
 
 void

@@ -43,8 +43,17 @@ extern bool RegistryWriteAllowed(void);
  */
 extern void RegistryExecute(const char *sql, int nargs, Oid *argtypes, Datum *values);
 
+/* Do two registered tables have the same tenant, PII and excluded columns? */
+extern bool RegistrySameConfiguration(Oid a, Oid b);
+
 /* Every registered table. */
 extern List *RegistryRoots(void);
+
+/*
+ * relid, registered in its own right, now sits under another registered
+ * table: its own registration goes (it is protected as the other's member).
+ */
+extern void RegistryMergeMember(Oid relid);
 
 /* Drops every backend's cached answers for the relations of root's tree. */
 extern void RegistryInvalidateTree(Oid root);

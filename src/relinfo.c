@@ -13,6 +13,7 @@
 #include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -22,6 +23,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/relcache.h"
+#include "utils/syscache.h"
 #include "utils/typcache.h"
 
 #include "registry.h"
@@ -129,6 +131,46 @@ TypeHoldsJson(Oid typid, int depth)
 	return result;
 }
 
+/*
+ * Could to_jsonb() call code a superuser did not write for a value of this
+ * type?  It converts an element or attribute of a user-defined type with
+ * that type's cast to json when there is one, and the type's owner may
+ * create one at any time: the table owner could then decide what the
+ * ledger says, and run code in every writer's session.  So a type chain
+ * holding a type a superuser does not own is captured as text.
+ */
+static bool
+TypeHasUntrustedJsonCast(Oid typid, int depth)
+{
+	Oid			base = getBaseType(typid);
+	Oid			elem;
+	HeapTuple	tup;
+	bool		result = false;
+
+	if (depth > 8)
+		return true;			/* deeply nested: assume so, the fallback is lossless */
+	tup = SearchSysCache1(TYPEOID, ObjectIdGetDatum(typid));
+	if (HeapTupleIsValid(tup))
+	{
+		result = !superuser_arg(((Form_pg_type) GETSTRUCT(tup))->typowner);
+		ReleaseSysCache(tup);
+	}
+	if (result || (base != typid && TypeHasUntrustedJsonCast(base, depth + 1)))
+		return true;
+	if (OidIsValid(elem = get_element_type(base)))
+		return TypeHasUntrustedJsonCast(elem, depth + 1);
+	if (type_is_rowtype(base) && base != RECORDOID)
+	{
+		TupleDesc	desc = lookup_rowtype_tupdesc(base, -1);
+
+		for (int i = 0; i < desc->natts && !result; i++)
+			if (!TupleDescAttr(desc, i)->attisdropped)
+				result = TypeHasUntrustedJsonCast(TupleDescAttr(desc, i)->atttypid, depth + 1);
+		ReleaseTupleDesc(desc);
+	}
+	return result;
+}
+
 static void
 FillColumn(CapturedColumn *col, Form_pg_attribute att, bool pii)
 {
@@ -141,6 +183,9 @@ FillColumn(CapturedColumn *col, Form_pg_attribute att, bool pii)
 	col->typlen = att->attlen;
 	col->typbyval = att->attbyval;
 	col->kind = JsonKindOf(att->atttypid);
+	/* its text form instead: no code but the type's own output function */
+	if (col->kind == COLJSON_GENERIC && TypeHasUntrustedJsonCast(att->atttypid, 0))
+		col->kind = COLJSON_STRING;
 	col->pii = pii;
 	col->holds_json = TypeHoldsJson(att->atttypid, 0);
 	getTypeOutputInfo(att->atttypid, &outfunc, &isvarlena);

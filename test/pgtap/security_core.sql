@@ -14,7 +14,7 @@
 --   DELETE of another store's row by a role that bypasses RLS;
 --   WITH HOLD cursors through a function; bad input.
 BEGIN;
-SELECT plan(71);
+SELECT plan(93);
 
 -- ------------------------------------------------------------------ set-up
 CREATE SCHEMA sc;
@@ -60,6 +60,7 @@ BEGIN
     RAISE NOTICE 'leaked %', $1;
     RETURN $1;
 END $$;
+CREATE FUNCTION sc.noop() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
 CREATE FUNCTION sc.leak_rows() RETURNS SETOF text LANGUAGE plpgsql STABLE
 AS $$ BEGIN RETURN QUERY SELECT customer FROM sc.orders; END $$;
 CREATE FUNCTION sc.leak_rows_sql() RETURNS SETOF text LANGUAGE sql STABLE
@@ -213,13 +214,46 @@ SELECT is(sc.try('ALTER DOMAIN sc.tid ADD CONSTRAINT tid_peek CHECK (sc.leak(VAL
 CREATE DOMAIN sc.free AS text;
 SELECT is(sc.try('ALTER DOMAIN sc.free ADD CONSTRAINT free_peek CHECK (sc.leak(VALUE) IS NOT NULL)'), 'ok',
           'honest: the owner''s function in a constraint of a domain no protected table uses');
+SELECT is(sc.try('CREATE POLICY a_peek ON sc.orders AS RESTRICTIVE FOR SELECT USING (sc.leak(customer) IS NOT NULL)'),
+          '42501', 'a restrictive policy of the owner named before autora''s (it would see every row first) is refused');
+SELECT is(sc.try('CREATE POLICY zz_check ON sc.orders AS RESTRICTIVE FOR SELECT USING (customer IS NOT NULL)'), 'ok',
+          'honest: a restrictive policy named after autora''s');
+SELECT is(sc.try('ALTER POLICY zz_check ON sc.orders RENAME TO a_check'), '42501',
+          'and it cannot be renamed before them');
+SELECT is(sc.try('CREATE POLICY a_perm ON sc.orders AS PERMISSIVE FOR SELECT USING (true)'), 'ok',
+          'honest: a permissive policy of any name (applied after the restrictive ones)');
+SELECT is(sc.try('CREATE TRIGGER autora_capture AFTER INSERT ON sc.parent FOR EACH ROW EXECUTE FUNCTION sc.noop()'),
+          '42939', 'trigger names beginning autora_ are reserved, on any table');
+SELECT is(sc.try('CREATE POLICY autora_read ON sc.parent USING (true)'), '42939',
+          'so are policy names beginning autora_');
+CREATE TABLE sc.spy (id int, tenant_id text, customer text);
+SELECT is(sc.try('CREATE TABLE sc.orders2 () INHERITS (sc.orders, sc.spy)'), '42501',
+          'a child of a protected table with a second, unprotected parent is refused');
+CREATE TYPE sc.order_t AS (id int, tenant_id text, customer text);
+SELECT is(sc.try('ALTER TABLE sc.orders OF sc.order_t'), '42501',
+          'a protected table cannot become a typed table (ALTER TYPE ... CASCADE would reach it)');
+CREATE UNLOGGED TABLE sc.porders_u (id int NOT NULL, tenant_id text NOT NULL, v text, PRIMARY KEY (tenant_id, id));
+SELECT is(sc.try($$ALTER TABLE sc.porders ATTACH PARTITION sc.porders_u FOR VALUES IN ('sc-u')$$), '42501',
+          'an unlogged table cannot be attached under a protected one');
+CREATE TABLE sc.porders_x (id int NOT NULL, tenant_id text NOT NULL, v text, PRIMARY KEY (tenant_id, id));
+CREATE INDEX ON sc.porders_x (sc.leak(v));
+SELECT is(sc.try($$ALTER TABLE sc.porders ATTACH PARTITION sc.porders_x FOR VALUES IN ('sc-x')$$), '42501',
+          'a table whose index calls the owner''s function cannot join a protected tree (autovacuum would run it)');
+SELECT is(sc.try('CREATE INDEX ON sc.porders (sc.leak(v))'), '42501',
+          'nor can such an index be built on a protected table whose rows are all elsewhere (nothing evaluated)');
 SELECT is(sc.try('CREATE RULE r AS ON INSERT TO sc.orders DO ALSO NOTIFY x'), '42501',
           'rules on a protected table are refused');
 SELECT is(sc.try('ALTER TABLE sc.orders SET UNLOGGED'), '42501',
           'SET UNLOGGED is refused (a crash would empty the table without entries)');
 SELECT is(sc.err('CREATE UNIQUE INDEX ON sc.orders (customer)'),
-          '23505: the statement failed on a row of a protected table',
+          '23505: could not create unique index "%s" (its values are withheld)',
           'a duplicate across stores fails without quoting the other store''s value');
+SELECT is(sc.err($$CREATE INDEX ON sc.orders ((CASE WHEN id = 2 THEN ('&' || customer)::tsquery END))$$),
+          '42601: syntax error in tsquery: "%s" (its values are withheld)',
+          'an error of any class raised on a row loses its values');
+SELECT is(sc.try($$ALTER TABLE sc.orders ADD CONSTRAINT c_set CHECK (set_config('sc.x', customer, false) IS NOT NULL)$$),
+          '42501', 'a built-in volatile function that takes the row (set_config) cannot run over every store''s rows');
+SELECT is(current_setting('sc.x', true), NULL, 'and nothing was passed on');
 SELECT is(sc.try('CREATE INDEX orders_customer ON sc.orders (lower(customer))'), 'ok',
           'honest: an index on built-in functions of columns');
 SELECT is(sc.try('ALTER TABLE sc.orders ADD CONSTRAINT amount_positive CHECK (amount >= 0)'), 'ok',
@@ -240,8 +274,41 @@ SELECT is((SELECT count(*) FROM autora.ledger WHERE op = 'EVENT' AND event = 'dd
           'the retype is recorded with its statement');
 GRANT SELECT ON sc.orders TO sc_app;
 SELECT is(sc.last_ddl('sc.orders') ->> 'command', 'GRANT', 'GRANT on a protected table is recorded');
+DROP INDEX sc.orders_customer;
+SELECT is(sc.last_ddl('sc.orders') ->> 'command', 'DROP INDEX', 'DROP INDEX on a protected table is recorded');
+ALTER DOMAIN sc.tid ADD CONSTRAINT tid_not_empty CHECK (VALUE <> '');
+SELECT is(sc.last_ddl('sc.visits') ->> 'command', 'ALTER DOMAIN',
+          'ALTER DOMAIN of a domain a protected table uses is recorded for that table');
 SELECT is((SELECT tenant_id FROM autora.ledger WHERE op = 'EVENT' AND event = 'ddl' ORDER BY id DESC LIMIT 1),
           NULL, 'ddl events go to the platform chain');
+
+-- ------------------------------------------- protected trees with their own configurations
+SET ROLE sc_owner;
+CREATE TABLE sc.people (id int PRIMARY KEY, tenant_id text NOT NULL);
+CREATE TABLE sc.staff (id int PRIMARY KEY, tenant_id text NOT NULL, ssn text);
+CREATE TABLE sc.vendors (id int PRIMARY KEY, tenant_id text NOT NULL);
+CREATE TABLE sc.typed OF sc.order_t (PRIMARY KEY (id));
+RESET ROLE;
+SELECT autora.protect('sc.people');
+SELECT autora.protect('sc.staff', pii_columns => '{ssn}');
+SELECT autora.protect('sc.vendors');
+SELECT is(sc.try($$SELECT autora.protect('sc.typed')$$), '42809', 'a typed table cannot be protected');
+SET ROLE sc_owner;
+SELECT is(sc.try('ALTER TABLE sc.staff INHERIT sc.people'), '42501',
+          'a protected table with PII columns cannot go under one without (its PII would reach the ledger in clear)');
+SELECT is(sc.try('ALTER TABLE sc.vendors INHERIT sc.people'), 'ok',
+          'honest: a protected table goes under one with the same options');
+RESET ROLE;
+SELECT is((SELECT count(*) FROM autora.protected WHERE relid = 'sc.vendors'::regclass), 0::bigint,
+          'it is a member of the parent''s tree now, not registered on its own');
+SELECT autora.unprotect('sc.people', 'test');
+SELECT is((SELECT count(*) FROM pg_trigger WHERE tgrelid = 'sc.vendors'::regclass
+            AND tgfoid = 'autora.capture_row()'::regprocedure), 0::bigint,
+          'unprotecting the parent takes the member along (nothing left half-protected)');
+SET ROLE sc_owner;
+SELECT is(sc.try($$SET autora.tenant_column = 'store_id'$$), '42501',
+          'autora.tenant_column is a superuser setting (a database owner could steer protect())');
+RESET ROLE;
 
 -- ------------------------------------------- the registry and the ledger (items 16, 17)
 SELECT is(sc.try($$DELETE FROM autora.protected WHERE relid = 'sc.visits'::regclass$$), '42501',

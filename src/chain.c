@@ -597,10 +597,3 @@ SealPending(void)
 	MemoryContextDelete(round_cxt);
 	return sealed;
 }
-
-PG_FUNCTION_INFO_V1(autora_seal);
-Datum
-autora_seal(PG_FUNCTION_ARGS)
-{
-	PG_RETURN_INT64(SealPending());
-}

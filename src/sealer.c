@@ -375,7 +375,7 @@ SealerResumeDatabase(Oid dboid)
 typedef struct DatabaseInfo
 {
 	Oid			oid;
-	bool		connectable;
+	bool		is_template;
 	char		name[NAMEDATALEN];
 } DatabaseInfo;
 
@@ -404,7 +404,7 @@ ReadDatabases(int *n)
 			dbs = repalloc(dbs, sizeof(DatabaseInfo) * max);
 		}
 		dbs[*n].oid = db->oid;
-		dbs[*n].connectable = db->datallowconn && !db->datistemplate;
+		dbs[*n].is_template = db->datistemplate;
 		strlcpy(dbs[*n].name, NameStr(db->datname), NAMEDATALEN);
 		(*n)++;
 	}
@@ -514,14 +514,17 @@ LauncherPass(bool full_scan)
 	LWLockAcquire(sealer->lock, LW_EXCLUSIVE);
 	if (full_scan || sealer->rescan)
 	{
-		/* after a start, or when slots ran out: any database may have work */
+		/*
+		 * After a start, or when slots ran out: any database may have work
+		 * (a template gets a worker when a commit there appends entries).
+		 */
 		sealer->rescan = false;
 		for (int i = 0; i < ndbs; i++)
 		{
 			SealerSlot *slot;
 			uint32		none = PENDING_NONE;
 
-			if (!dbs[i].connectable)
+			if (dbs[i].is_template)
 				continue;
 			if ((slot = FindOrAddSlot(dbs[i].oid)) == NULL)
 				sealer->rescan = true;
@@ -562,8 +565,7 @@ LauncherPass(bool full_scan)
 			ClearSlot(slot, InvalidOid);	/* its database was dropped */
 			continue;
 		}
-		/* work of a database that takes no connections waits until it does */
-		if (db != NULL && db->connectable && WantsWorker(slot, now))
+		if (db != NULL && WantsWorker(slot, now))
 			cand[ncand++] = i;
 		else if (slot->waiting_since != 0 && slot->pid == 0 && !slot->starting)
 		{
@@ -701,6 +703,7 @@ autora_sealer_launcher_main(Datum arg)
 /* --- per-database worker ---------------------------------------------------- */
 
 static SealerSlot *my_slot = NULL;
+static bool connected = false;
 static TimestampTz round_started = 0;
 static TimestampTz round_ended = 0;
 
@@ -728,6 +731,11 @@ DetachLocked(void)
 		pg_atomic_write_u32(&my_slot->pending, PENDING_ENTRIES);
 	}
 	my_slot->not_before = Max(my_slot->not_before, NextRound());
+	/* it could not connect: do not retry at once */
+	if (!connected)
+		my_slot->not_before = Max(my_slot->not_before,
+								  TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+															  SEALER_ERROR_RETRY_MS));
 	pg_atomic_write_u32(&my_slot->idle, 0);
 	return sealer->launcher_latch;
 }
@@ -988,7 +996,9 @@ autora_sealer_main(Datum arg)
 	before_shmem_exit(SealerDetach, (Datum) 0);
 	/* before connecting: the connection applies the database's settings */
 	PinSettings();
-	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	/* its owner may refuse connections (ALLOW_CONNECTIONS false): still sealed */
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, BGWORKER_BYPASS_ALLOWCONN);
+	connected = true;
 
 	for (;;)
 	{

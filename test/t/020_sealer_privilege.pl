@@ -192,6 +192,27 @@ is( $node->safe_psql('postgres',
 write_deals('evil', 2, 'after-restart');
 ok(poll($node, 'evil', $all_sealed, '0', 10), 'sealing still works in the database with the extension');
 
+# ---------------------------------------------------------------------------
+# The owner closes its database to connections while entries wait (a 1 h
+# interval keeps them waiting): the sealer still gets in after a restart.
+# ---------------------------------------------------------------------------
+$node->safe_psql('postgres', "ALTER SYSTEM SET autora.seal_interval = '1h'; SELECT pg_reload_conf();");
+ok(poll($node, 'evil', 'SHOW autora.seal_interval', '1h', 5), 'the interval is now 1 h');
+usleep(300_000);
+$node->safe_psql('evil', 'SELECT autora.seal()');
+write_deals('evil', 2, 'closed');
+is($node->safe_psql('evil', "SELECT entries - sealed FROM autora.verify('101')"), '2',
+	'two entries wait for a round');
+as_mallory('postgres', 'ALTER DATABASE evil ALLOW_CONNECTIONS false');
+$node->restart;
+ok( poll($node, 'postgres', q{
+		SELECT count(*) FROM pg_stat_activity
+		 WHERE backend_type = 'autora sealer' AND datname = 'evil'},
+		'1', 10),
+	'the sealer connects to the database its owner closed to connections');
+$node->safe_psql('postgres', 'ALTER DATABASE evil ALLOW_CONNECTIONS true');
+ok(poll($node, 'evil', $all_sealed, '0', 10), 'and sealed the waiting entries');
+
 log_clean($node, 'sealpriv');
 $node->stop;
 note 'total ' . elapsed($t_start) . ' s';

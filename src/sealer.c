@@ -92,6 +92,7 @@ typedef struct SealerSlot
 	bool		warned;			/* the current wait for a slot was logged */
 	TimestampTz waiting_since;	/* wants a worker, no slot was free; 0: not */
 	TimestampTz not_before;		/* start no worker for pending work before */
+	TimestampTz retry_at;		/* a worker could not start: none before */
 	TimestampTz last_round_at;	/* end of the last round that completed */
 	int64		last_round_sealed;
 	/* autora.seal() requests, numbered; served by a round begun after them */
@@ -432,7 +433,8 @@ MillisUntil(TimestampTz t, TimestampTz now)
 static bool
 WantsWorker(SealerSlot *slot, TimestampTz now)
 {
-	if (!OidIsValid(slot->dboid) || slot->pid != 0 || slot->starting || slot->paused)
+	if (!OidIsValid(slot->dboid) || slot->pid != 0 || slot->starting || slot->paused ||
+		now < slot->retry_at)
 		return false;
 	return slot->requested > slot->served ||
 		(pg_atomic_read_u32(&slot->pending) && now >= slot->not_before);
@@ -550,7 +552,7 @@ LauncherPass(bool full_scan)
 		{
 			slot->starting = false;
 			if (handles[i] != NULL)
-				slot->not_before = TimestampTzPlusMilliseconds(now, SEALER_ERROR_RETRY_MS);
+				slot->retry_at = TimestampTzPlusMilliseconds(now, SEALER_ERROR_RETRY_MS);
 		}
 		if (!slot->starting && handles[i] != NULL)
 		{
@@ -621,13 +623,19 @@ LauncherPass(bool full_scan)
 		}
 	}
 
-	/* pending work held back by the seal interval or a failed round */
+	/* work held back by the seal interval, a failed round or a failed start */
 	for (int i = 0; i < SEALER_SLOTS; i++)
 	{
 		SealerSlot *slot = &sealer->slots[i];
+		bool		work = pg_atomic_read_u32(&slot->pending) ||
+			slot->requested > slot->served;
 
-		if (OidIsValid(slot->dboid) && slot->pid == 0 && !slot->starting && !slot->paused &&
-			pg_atomic_read_u32(&slot->pending) && slot->not_before > now)
+		if (!OidIsValid(slot->dboid) || slot->pid != 0 || slot->starting || slot->paused ||
+			!work)
+			continue;
+		if (slot->retry_at > now)
+			nap = Min(nap, MillisUntil(slot->retry_at, now));
+		else if (slot->not_before > now && slot->requested == slot->served)
 			nap = Min(nap, MillisUntil(slot->not_before, now));
 	}
 	if (nwaiting > 0)
@@ -731,11 +739,10 @@ DetachLocked(void)
 		pg_atomic_write_u32(&my_slot->pending, PENDING_ENTRIES);
 	}
 	my_slot->not_before = Max(my_slot->not_before, NextRound());
-	/* it could not connect: do not retry at once */
+	/* it could not connect: do not retry at once, even for seal() */
 	if (!connected)
-		my_slot->not_before = Max(my_slot->not_before,
-								  TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-															  SEALER_ERROR_RETRY_MS));
+		my_slot->retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														SEALER_ERROR_RETRY_MS);
 	pg_atomic_write_u32(&my_slot->idle, 0);
 	return sealer->launcher_latch;
 }

@@ -5,7 +5,7 @@
  *
  * Writers never wait for a chain head: an entry's hash covers only its own
  * fields, and chaining happens here, after commit.  A round takes a
- * self-conflicting lock on the block table (so rounds are serial, writers
+ * self-conflicting lock on the extension (so rounds are serial, writers
  * unaffected), a fresh snapshot S, and the horizon stored by the previous
  * round P.  New entries are exactly those visible in S whose transaction was
  * still in progress in P; they all have xid >= P.xmin, which the xid index
@@ -29,8 +29,10 @@
 #include "access/transam.h"
 #include "access/xact.h"
 #include "catalog/pg_am_d.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
+#include "commands/extension.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "nodes/tidbitmap.h"
@@ -544,9 +546,17 @@ SealPending(void)
 									  ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(round_cxt);
 
-	/* rounds are serial; writers of entries do not take this lock */
+	/*
+	 * Rounds are serial: each holds this lock on the extension object until
+	 * it commits; writers of entries do not take it, and besides rounds only
+	 * a superuser's DDL on the extension does.  (A self-conflicting lock on
+	 * the block table could be held by anyone allowed to ANALYZE it, a
+	 * database owner, in a transaction left open.)
+	 */
 	WriterFlushAll();
-	LockRelationOid(oids->blocks, ShareRowExclusiveLock);
+	LockDatabaseObject(ExtensionRelationId, get_extension_oid("autora_audit", false), 0,
+					   ExclusiveLock);
+	LockRelationOid(oids->blocks, RowExclusiveLock);
 	snap = RegisterSnapshot(GetLatestSnapshot());
 	cur = HorizonFromSnapshot(snap);
 

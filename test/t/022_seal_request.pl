@@ -68,6 +68,19 @@ is( $node->safe_psql($db,
 		"SELECT state FROM pg_stat_activity WHERE usename = 'auditor' AND datname = '$db'"),
 	'idle in transaction', 'the auditor\'s transaction is still open');
 
+# The database's owner, not a superuser, may ANALYZE every table of it, in a
+# transaction block, and leave that open: its locks must not stall sealing.
+$node->safe_psql('postgres', "CREATE ROLE dbowner LOGIN; ALTER DATABASE $db OWNER TO dbowner;");
+my $owner = $node->background_psql($db, timeout => 60, extra_params => [ '-U', 'dbowner' ]);
+$owner->query_safe('BEGIN; ANALYZE autora.ledger_blocks; ANALYZE autora.ledger;');
+$t0 = time();
+write_deals(2, 'during-analyze');
+ok(poll($node, $db, $all_sealed, '0', 3),
+	"other sessions' entries are sealed within 3 s while the database owner's ANALYZE is open");
+note 'sealed after ' . elapsed($t0) . ' s';
+$owner->query_safe('COMMIT');
+$owner->quit;
+
 # ---------------------------------------------------------------------------
 # The count: with a 1 h interval nothing is sealed but on request.
 # ---------------------------------------------------------------------------

@@ -81,6 +81,8 @@
 
 typedef struct SealerSlot
 {
+	/* first: ClearSlot keeps it, a seal() may still be leaving its wait list */
+	ConditionVariable served_cv;	/* a round served requests */
 	Oid			dboid;			/* InvalidOid: free */
 	pid_t		pid;			/* attached worker, or 0 */
 	Latch	   *latch;			/* its latch */
@@ -106,7 +108,6 @@ typedef struct SealerSlot
 	char		error_message[SEALER_TEXT_LEN];
 	char		error_detail[SEALER_TEXT_LEN];
 	char		error_hint[SEALER_TEXT_LEN];
-	ConditionVariable served_cv;
 	/* handshake between committers and the worker (see SealerWake) */
 	pg_atomic_uint32 pending;	/* PENDING_*: work since the last round began */
 	pg_atomic_uint32 idle;		/* the worker waits for work, past its interval */
@@ -138,11 +139,12 @@ SealerShmemRequest(void)
 	RequestNamedLWLockTranche("autora_sealer", 1);
 }
 
+/* Empties a slot for dboid (or InvalidOid), all but its condition variable. */
 static void
 ClearSlot(SealerSlot *slot, Oid dboid)
 {
-	memset(slot, 0, sizeof(*slot));
-	ConditionVariableInit(&slot->served_cv);
+	memset((char *) slot + offsetof(SealerSlot, dboid), 0,
+		   sizeof(SealerSlot) - offsetof(SealerSlot, dboid));
 	pg_atomic_init_u32(&slot->pending, 0);
 	pg_atomic_init_u32(&slot->idle, 0);
 	slot->dboid = dboid;
@@ -163,7 +165,10 @@ SealerShmemStartup(void)
 		memset(sealer, 0, sizeof(SealerShared));
 		sealer->lock = &(GetNamedLWLockTranche("autora_sealer"))->lock;
 		for (int i = 0; i < SEALER_SLOTS; i++)
+		{
+			ConditionVariableInit(&sealer->slots[i].served_cv);
 			ClearSlot(&sealer->slots[i], InvalidOid);
+		}
 	}
 	LWLockRelease(AddinShmemInitLock);
 }

@@ -388,6 +388,11 @@ typedef struct DatabaseInfo
 /* launcher-local: handles of the workers it registered, by slot */
 static BackgroundWorkerHandle *handles[SEALER_SLOTS];
 
+/*
+ * Every database of the cluster, read from pg_database at each pass: the
+ * launcher sees databases created and dropped, and has their names for
+ * its messages.
+ */
 static DatabaseInfo *
 ReadDatabases(int *n)
 {
@@ -672,6 +677,7 @@ LauncherPass(bool full_scan)
 	return nap;
 }
 
+/* At exit: committers and seal() must not set a latch that is gone. */
 static void
 LauncherDetach(int code, Datum arg)
 {
@@ -680,6 +686,12 @@ LauncherDetach(int code, Datum arg)
 	LWLockRelease(sealer->lock);
 }
 
+/*
+ * The launcher: connected to no database, it makes a pass (LauncherPass)
+ * whenever a committer, seal(), a worker starting or stopping (the
+ * postmaster's notice) or its own timer wakes it.  The first pass after a
+ * start looks at every database, since shared memory forgot their work.
+ */
 void
 autora_sealer_launcher_main(Datum arg)
 {
@@ -752,6 +764,7 @@ DetachLocked(void)
 	return sealer->launcher_latch;
 }
 
+/* At the worker's exit, however it ends: free the slot, hand over the work. */
 static void
 SealerDetach(int code, Datum arg)
 {
@@ -994,6 +1007,11 @@ WaitForWork(void)
 	pg_atomic_write_u32(&my_slot->idle, 0);
 }
 
+/*
+ * A database's worker: claims the database's slot, connects with pinned
+ * settings, then runs rounds until it is idle, asked to yield, or finds no
+ * extension.
+ */
 void
 autora_sealer_main(Datum arg)
 {
@@ -1154,6 +1172,7 @@ autora_seal(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(sealed);
 }
 
+/* The state autora.sealer_status shows, most telling first. */
 static const char *
 SlotState(const SealerSlot *slot)
 {

@@ -488,8 +488,23 @@ CREATE FUNCTION autora.log_event(event text, entity_type text DEFAULT NULL,
                                  metadata jsonb DEFAULT '{}')
 RETURNS bigint AS 'MODULE_PATHNAME', 'autora_log_event' LANGUAGE C VOLATILE;
 
+-- Asks this database's background sealer for a round and waits for it
+-- (src/sealer.c): the caller's transaction takes no lock, so holding it open
+-- stalls nobody's sealing.
 CREATE FUNCTION autora.seal() RETURNS bigint
 AS 'MODULE_PATHNAME', 'autora_seal' LANGUAGE C VOLATILE;
+
+-- The background sealer, per database of the cluster: its worker, whether it
+-- waits for a background worker slot, its last round and last error.
+CREATE FUNCTION autora._sealer_status(
+    OUT datid oid, OUT datname name, OUT pid integer, OUT state text,
+    OUT waiting_since timestamptz, OUT last_round_at timestamptz,
+    OUT last_round_sealed bigint, OUT last_error text, OUT last_error_at timestamptz)
+RETURNS SETOF record AS 'MODULE_PATHNAME', 'autora_sealer_status' LANGUAGE C VOLATILE;
+CREATE VIEW autora.sealer_status AS
+SELECT s.datid, s.datname, s.pid, s.state, s.waiting_since, s.last_round_at,
+       s.last_round_sealed, s.last_error, s.last_error_at
+  FROM autora._sealer_status() s;
 
 CREATE FUNCTION autora.verify(tenant text DEFAULT NULL)
 RETURNS TABLE (tenant_id text, entries bigint, sealed bigint, blocks bigint,
@@ -549,3 +564,5 @@ GRANT SELECT (kid, alg, created_at, revoked_at) ON autora.keys TO autora_admin;
 
 GRANT SELECT ON autora.ledger, autora.ledger_blocks, autora.chain_status TO autora_auditor;
 GRANT EXECUTE ON FUNCTION autora.verify(text), autora.seal() TO autora_auditor;
+GRANT SELECT ON autora.sealer_status TO autora_admin, autora_auditor;
+GRANT EXECUTE ON FUNCTION autora._sealer_status() TO autora_admin, autora_auditor;

@@ -48,6 +48,17 @@ DefineConfiguration(void)
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("autora.sealer_idle_timeout",
+							"Time after which an idle background sealer exits.",
+							"A database's sealer exits when no commit has appended ledger entries "
+							"for this long, freeing its background worker slot; the next commit "
+							"that appends entries, or autora.seal(), starts it again.",
+							&autora_sealer_idle_timeout_ms,
+							10000, 0, 3600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
 	DefineCustomIntVariable("autora.block_size",
 							"Largest number of entries sealed into one block.",
 							NULL,

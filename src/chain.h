@@ -37,7 +37,11 @@ extern bool BlockRowReadable(const Datum *values, const bool *nulls);
  */
 extern bool BlockRowVerifies(const Datum *values, const bool *nulls);
 
-/* Seals every committed, unsealed entry; returns how many. */
+/*
+ * Seals every committed, unsealed entry in the current transaction; returns
+ * how many.  Only the background sealer calls it (autora.seal() asks the
+ * sealer for a round), so that no session holds the round's lock.
+ */
 extern int64 SealPending(void);
 
 #endif							/* AUTORA_CHAIN_H */

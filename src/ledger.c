@@ -9,6 +9,8 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
@@ -22,6 +24,7 @@
 #include "nodes/makefuncs.h"
 #include "replication/origin.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/fmgrprotos.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
@@ -119,6 +122,33 @@ RequireRelation(const char *name, Oid nsp)
 	return relid;
 }
 
+/*
+ * The schema of the installed extension, from pg_extension (an index
+ * lookup), or InvalidOid.  A schema's name proves nothing: in a database
+ * without the extension its owner can create a schema named autora holding
+ * tables and views of their own, which the sealer, running as superuser,
+ * must never take for the ledger.  Only a superuser can install autora_audit.
+ */
+static Oid
+ExtensionSchema(void)
+{
+	Relation	rel;
+	SysScanDesc scan;
+	ScanKeyData key;
+	HeapTuple	tup;
+	Oid			nsp = InvalidOid;
+
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ,
+				CStringGetDatum("autora_audit"));
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	if (HeapTupleIsValid(tup = systable_getnext(scan)))
+		nsp = ((Form_pg_extension) GETSTRUCT(tup))->extnamespace;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return nsp;
+}
+
 const LedgerOids *
 LedgerGetOids(bool missing_ok)
 {
@@ -126,8 +156,9 @@ LedgerGetOids(bool missing_ok)
 
 	if (ledger_oids_state == LEDGER_UNKNOWN && IsTransactionState())
 	{
-		/* syscache lookups only: this runs for every statement's guard */
-		nsp = get_namespace_oid("autora", true);
+		/* index and syscache lookups only: this runs for every statement's guard */
+		nsp = ExtensionSchema();
+		/* CREATE EXTENSION creates keys last: until then it is installing */
 		if (OidIsValid(nsp) && OidIsValid(get_relname_relid("ledger", nsp)) &&
 			!(creating_extension && !OidIsValid(get_relname_relid("keys", nsp))))
 		{

@@ -1,15 +1,19 @@
 /*-------------------------------------------------------------------------
  * sealer.h
- *	  Background sealing: a launcher and one worker per database.
+ *	  Background sealing: a launcher, and a worker per database that has
+ *	  entries to seal; autora.seal() asks that worker for a round.
  *-------------------------------------------------------------------------
  */
 #ifndef AUTORA_SEALER_H
 #define AUTORA_SEALER_H
 
+/* autora.sealer_idle_timeout (ms): an idle worker exits after this long. */
+extern int	autora_sealer_idle_timeout_ms;
+
 /* Registers shared memory and the launcher; only from _PG_init when preloaded. */
 extern void SealerInit(void);
 
-/* After a commit that appended entries: make sure this database's worker runs. */
+/* After a commit that appended entries: make sure this database gets sealed. */
 extern void SealerWake(void);
 
 /*

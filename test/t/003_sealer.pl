@@ -3,7 +3,8 @@
 # after a crash with no new writes; database-level commands (DROP DATABASE,
 # CREATE DATABASE ... TEMPLATE) are not blocked by a database's sealer;
 # databases without the extension keep no sealer; a shortage of worker slots
-# does not break writes; the sealer does not delay a fast shutdown; the
+# does not break writes, is shown and logged, and databases take turns for a
+# single slot; the sealer does not delay a fast shutdown; the
 # sealer keeps the ledger's BRIN index summarized, so that its rounds read
 # only new entries.
 use strict;
@@ -299,10 +300,16 @@ $node->safe_psql('postgres', "ALTER SYSTEM SET autora.seal_interval = '200ms'");
 }
 
 # ---------------------------------------------------------------------------
-# No free worker slot: writes still commit; autora.seal() still seals.
+# No free worker slot (the sealer launcher and PostgreSQL's logical
+# replication launcher take both): writes still commit, with no error or
+# warning for the client; the databases are shown waiting, the server log
+# says so once per database, and autora.seal() fails with a hint rather than
+# sealing in the caller's transaction.  With one slot, the databases take
+# turns and everything is sealed.
 # ---------------------------------------------------------------------------
 $node->append_conf('postgresql.conf', "max_worker_processes = 2\n");
 $node->start;
+my @noslot_dbs = ('s1', 'afterdrop', 'plain');
 {
 	my ($stdout, $err);
 	my $sql = '';
@@ -312,7 +319,7 @@ INSERT INTO deals (id, tenant_id, customer) SELECT coalesce(max(id), 0) + 1, '10
 COMMIT;
 } for 1 .. 10;
 	my $rc = 0;
-	for my $db ('s1', 'afterdrop', 'plain')
+	for my $db (@noslot_dbs)
 	{
 		$rc ||= $node->psql($db, $sql, stdout => \$stdout, stderr => \$err,
 			on_error_stop => 1);
@@ -323,15 +330,41 @@ COMMIT;
 	note 'sealers running: '
 	  . $node->safe_psql('postgres',
 		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autora sealer'");
-	for my $db ('s1', 'afterdrop', 'plain')
+	ok( poll($node, 's1', q{
+			SELECT count(*) FROM autora.sealer_status
+			 WHERE datname IN ('s1', 'afterdrop', 'plain')
+			   AND state = 'waiting for a worker slot' AND waiting_since IS NOT NULL},
+			'3', 5),
+		'autora.sealer_status shows the three databases waiting for a worker slot');
+	for my $db (@noslot_dbs)
 	{
-		$node->safe_psql($db, 'SELECT autora.seal()');
-		is($node->safe_psql($db, $all_sealed), '0',
-			"$db: autora.seal() seals everything; every chain verifies");
-		is( $node->safe_psql($db,
-				"SELECT count(*) FROM autora.ledger WHERE after->>'customer' LIKE 'noslot-%'"),
-			'10', "$db: the ten entries are in the ledger");
+		my ($src, $serr) = sql_error($node, $db, 'SELECT autora.seal()');
+		ok( $src != 0
+			  && $serr =~ /ERROR:\s+53400:.*no background worker slot.*HINT:.*max_worker_processes/s,
+			"$db: autora.seal() fails with 53400 and a hint naming max_worker_processes")
+		  or diag($serr);
+		is($node->safe_psql($db,
+				"SELECT (ok IS NULL)::text || ' ' || (entries - sealed) FROM autora.verify('101')"),
+			'true 10', "$db: the ten entries are pending, not lost");
 	}
+	my $log = slurp_file($node->logfile);
+	for my $db (@noslot_dbs)
+	{
+		my $n = () = $log =~ /WARNING:  autora sealer: no background worker slot for database "$db"\n[^\n]*DETAIL:  All max_worker_processes \(2\) slots are in use/g;
+		is($n, 1, "$db: the wait is logged once, naming max_worker_processes, after several retries");
+	}
+}
+$node->append_conf('postgresql.conf', "max_worker_processes = 3\n");
+$node->restart;
+for my $db (@noslot_dbs)
+{
+	ok(poll($node, $db, $all_sealed, '0', 15),
+		"$db: with one free worker slot, the sealers take turns and every chain verifies");
+	is( $node->safe_psql($db,
+			"SELECT count(*) FROM autora.ledger WHERE after->>'customer' LIKE 'noslot-%'"),
+		'10', "$db: the ten entries are in the ledger");
+	is($node->safe_psql($db, 'SELECT autora.seal()'), '0',
+		"$db: autora.seal() runs, with nothing left to seal");
 }
 
 log_clean($node, 'sealer', allow => [qr/\(PID $sealer_pid\) was terminated by signal 9/]);

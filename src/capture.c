@@ -22,6 +22,7 @@
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/hsearch.h"
@@ -349,6 +350,26 @@ RequireContextTenant(RelInfo *info, const char *row_tenant)
 				 errhint("Leave the tenant column empty to have it filled from the context.")));
 }
 
+/*
+ * A session subject to row level security wrote the row under a context
+ * (the permission check saw to that); its entry must carry that actor, also
+ * when a function of the statement ended the context before the AFTER ROW
+ * trigger fired (autora.clear_context() in RETURNING).  Roles that bypass
+ * row level security may write without a context: their entries have no
+ * actor, as documented.
+ */
+static void
+RequireActor(RelInfo *info)
+{
+	if (ContextCurrent()->present || has_bypassrls_privilege(GetUserId()))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_AUTORA_NO_CONTEXT),
+			 errmsg("no autora session context for the change of a row of \"%s\"", info->name),
+			 errdetail("The context ended before the change was recorded, so the entry would name no actor."),
+			 errhint("Keep the context until the statement ends; end it with autora.clear_context() afterwards.")));
+}
+
 /* An UPDATE may not move a row to another store. */
 static void
 RequireSameTenant(RelInfo *info, const char *old_tenant, const char *new_tenant)
@@ -429,6 +450,7 @@ autora_capture_row(PG_FUNCTION_ARGS)
 
 	rec.tenant_id = newtup ? TenantOfRow(info, newv, newn) : TenantOfRow(info, oldv, oldn);
 	RequireContextTenant(info, rec.tenant_id);
+	RequireActor(info);
 	if (oldtup && newtup)
 	{
 		bool	   *changed = palloc(sizeof(bool) * Max(info->ncolumns, 1));

@@ -10,6 +10,8 @@
  */
 #include "postgres.h"
 
+#include "miscadmin.h"
+
 /*
  * SHA-256 through the SHA256_* functions: deprecated in OpenSSL 3 in favour
  * of EVP, whose per-call dispatch cost more than hashing a Merkle node
@@ -252,12 +254,31 @@ AppendScalar(StringInfo out, JsonbValue *v)
 	}
 }
 
-static void AppendContainer(StringInfo out, const JsonbContainer *container);
+/*
+ * The deepest jsonb nesting the ledger records.  Whatever capture encoded,
+ * verify must be able to encode again, in a backend whose stack may be
+ * deeper already: a fixed bound, not the stack, decides.
+ */
+#define LEDGER_MAX_JSON_DEPTH 1000
+
+static void
+CheckJsonDepth(int depth)
+{
+	if (depth > LEDGER_MAX_JSON_DEPTH)
+		ereport(ERROR,
+				(errcode(ERRCODE_STATEMENT_TOO_COMPLEX),
+				 errmsg("a json value nested deeper than %d levels cannot be recorded in the ledger",
+						LEDGER_MAX_JSON_DEPTH),
+				 errhint("Store such documents flatter, or in an unprotected table.")));
+	check_stack_depth();
+}
+
+static void AppendContainer(StringInfo out, const JsonbContainer *container, int depth);
 
 /* Child `index` of a container, at data offset `offset`, read in place. */
 static void
 AppendEntry(StringInfo out, const JsonbContainer *container, const char *base,
-			int index, uint32 offset, uint32 end)
+			int index, uint32 offset, uint32 end, int depth)
 {
 	JEntry		entry = container->children[index];
 
@@ -272,7 +293,7 @@ AppendEntry(StringInfo out, const JsonbContainer *container, const char *base,
 	else if (JBE_ISNULL(entry))
 		Emit(out, "null", 4);
 	else
-		AppendContainer(out, (const JsonbContainer *) (base + INTALIGN(offset)));
+		AppendContainer(out, (const JsonbContainer *) (base + INTALIGN(offset)), depth + 1);
 }
 
 /*
@@ -283,7 +304,7 @@ AppendEntry(StringInfo out, const JsonbContainer *container, const char *base,
  * child walks back up to JB_OFFSET_STRIDE entries each time).
  */
 static void
-AppendContainer(StringInfo out, const JsonbContainer *container)
+AppendContainer(StringInfo out, const JsonbContainer *container, int depth)
 {
 	uint32		count = JsonContainerSize(container);
 	bool		object = JsonContainerIsObject(container);
@@ -293,6 +314,7 @@ AppendContainer(StringInfo out, const JsonbContainer *container)
 	uint32	   *offsets = stack_offsets;
 	uint32		offset = 0;
 
+	CheckJsonDepth(depth);
 	/* offsets[i] .. offsets[i + 1]: child i's data */
 	if (nchildren + 1 > lengthof(stack_offsets))
 		offsets = palloc(sizeof(uint32) * (nchildren + 1));
@@ -310,10 +332,10 @@ AppendContainer(StringInfo out, const JsonbContainer *container)
 		{
 			if (i > 0)
 				Emit(out, ", ", 2);
-			AppendEntry(out, container, base, i, offsets[i], offsets[i + 1]);
+			AppendEntry(out, container, base, i, offsets[i], offsets[i + 1], depth);
 			Emit(out, ": ", 2);
 			AppendEntry(out, container, base, i + count,
-						offsets[i + count], offsets[i + count + 1]);
+						offsets[i + count], offsets[i + count + 1], depth);
 		}
 		EmitChar(out, '}');
 	}
@@ -327,7 +349,7 @@ AppendContainer(StringInfo out, const JsonbContainer *container)
 		{
 			if (i > 0)
 				Emit(out, ", ", 2);
-			AppendEntry(out, container, base, i, offsets[i], offsets[i + 1]);
+			AppendEntry(out, container, base, i, offsets[i], offsets[i + 1], depth);
 		}
 		if (!scalar)
 			EmitChar(out, ']');
@@ -337,8 +359,9 @@ AppendContainer(StringInfo out, const JsonbContainer *container)
 }
 
 static void
-AppendCanonicalJson(StringInfo out, JsonbValue *v)
+AppendCanonicalJson(StringInfo out, JsonbValue *v, int depth)
 {
+	CheckJsonDepth(depth);
 	switch (v->type)
 	{
 		case jbvNull:
@@ -354,7 +377,7 @@ AppendCanonicalJson(StringInfo out, JsonbValue *v)
 			{
 				if (i > 0)
 					Emit(out, ", ", 2);
-				AppendCanonicalJson(out, &v->val.array.elems[i]);
+				AppendCanonicalJson(out, &v->val.array.elems[i], depth + 1);
 			}
 			if (!v->val.array.rawScalar)
 				EmitChar(out, ']');
@@ -365,14 +388,14 @@ AppendCanonicalJson(StringInfo out, JsonbValue *v)
 			{
 				if (i > 0)
 					Emit(out, ", ", 2);
-				AppendCanonicalJson(out, &v->val.object.pairs[i].key);
+				AppendCanonicalJson(out, &v->val.object.pairs[i].key, depth + 1);
 				Emit(out, ": ", 2);
-				AppendCanonicalJson(out, &v->val.object.pairs[i].value);
+				AppendCanonicalJson(out, &v->val.object.pairs[i].value, depth + 1);
 			}
 			EmitChar(out, '}');
 			break;
 		case jbvBinary:
-			AppendContainer(out, v->val.binary.data);
+			AppendContainer(out, v->val.binary.data, depth);
 			break;
 		default:
 			elog(ERROR, "autora: unexpected jsonb value type %d", (int) v->type);
@@ -385,7 +408,7 @@ CanonicalJsonText(JsonbValue *value)
 	StringInfoData out;
 
 	initStringInfo(&out);
-	AppendCanonicalJson(&out, value);
+	AppendCanonicalJson(&out, value, 0);
 	out.data[out.len] = '\0';
 	return out.data;
 }
@@ -401,7 +424,7 @@ PutJsonb(StringInfo buf, Datum v)
 	EmitChar(buf, 1);
 	length_at = buf->len;
 	PutUint32(buf, 0);
-	AppendContainer(buf, &jb->root);
+	AppendContainer(buf, &jb->root, 0);
 	be = pg_hton32((uint32) (buf->len - length_at - 4));
 	memcpy(buf->data + length_at, &be, 4);
 	if ((Pointer) jb != DatumGetPointer(v))

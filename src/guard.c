@@ -648,6 +648,30 @@ DatabaseNeedingNoConnections(Node *parsetree)
 	}
 }
 
+/*
+ * > 0 while EXPLAIN ANALYZE runs: its counts ("Rows Removed by Filter")
+ * include the rows row level security removed, so a session could read
+ * other stores' indexed values one comparison at a time.
+ */
+static int	explain_analyze_depth = 0;
+
+static bool
+IsExplainAnalyze(Node *parsetree)
+{
+	ListCell   *lc;
+
+	if (!IsA(parsetree, ExplainStmt))
+		return false;
+	foreach(lc, ((ExplainStmt *) parsetree)->options)
+	{
+		DefElem    *opt = lfirst(lc);
+
+		if (strcmp(opt->defname, "analyze") == 0)
+			return defGetBoolean(opt);
+	}
+	return false;
+}
+
 static void
 autora_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 					  bool readOnlyTree, ProcessUtilityContext context,
@@ -661,6 +685,7 @@ autora_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	volatile Oid paused_db;
 	ProtectedDdl ddl = {0};
 	MemoryContext caller_cxt = CurrentMemoryContext;
+	volatile bool explaining = IsExplainAnalyze(pstmt->utilityStmt);
 
 	if (!IsBinaryUpgrade)
 		GuardUtility(parsetree);
@@ -690,6 +715,8 @@ autora_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 
 	if (!IsBinaryUpgrade)
 		ProtectedDdlBegin(pstmt, queryString, context, &ddl);
+	if (explaining)
+		explain_analyze_depth++;
 	PG_TRY();
 	{
 		extension_drop_allowed = dropping_extension;
@@ -703,6 +730,8 @@ autora_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	PG_CATCH();
 	{
 		extension_drop_allowed = false;
+		if (explaining)
+			explain_analyze_depth--;
 		if (OidIsValid(paused_db))
 			SealerResumeDatabase(paused_db);
 		MemoryContextSwitchTo(caller_cxt);
@@ -711,6 +740,8 @@ autora_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	}
 	PG_END_TRY();
 	extension_drop_allowed = false;
+	if (explaining)
+		explain_analyze_depth--;
 	if (OidIsValid(paused_db))
 		SealerResumeDatabase(paused_db);
 	ProtectedDdlDone(&ddl);
@@ -823,23 +854,42 @@ RefuseHeldRows(Oid relid)
  * per row, and answer silently).  Roles that bypass RLS, and auditors that
  * only read, need no context.
  */
+/* An auditor without a context reading sees every store's rows anyway. */
+static bool
+IsAuditorReading(RangeTblEntry *rte, Oid user)
+{
+	Oid			auditor = get_role_oid("autora_auditor", true);
+
+	return !ContextCurrent()->present && (rte->requiredPerms & ~ACL_SELECT) == 0 &&
+		OidIsValid(auditor) && has_privs_of_role(user, auditor);
+}
+
 static void
 RequireContextFor(RangeTblEntry *rte)
 {
 	Oid			user = OidIsValid(rte->checkAsUser) ? rte->checkAsUser : GetUserId();
-	Oid			auditor;
 
-	if (ContextCurrent()->present || has_bypassrls_privilege(user))
-		return;
-	auditor = get_role_oid("autora_auditor", true);
-	if ((rte->requiredPerms & ~ACL_SELECT) == 0 && OidIsValid(auditor) &&
-		has_privs_of_role(user, auditor))
+	if (ContextCurrent()->present || has_bypassrls_privilege(user) || IsAuditorReading(rte, user))
 		return;
 	ereport(ERROR,
 			(errcode(ERRCODE_AUTORA_NO_CONTEXT),
 			 errmsg("no autora session context for protected table \"%s\"", get_rel_name(rte->relid)),
 			 errdetail("Rows of protected tables are visible only to a session that has identified its tenant and actor."),
 			 errhint("Call autora.set_context(token) at the start of the transaction.")));
+}
+
+static void
+RefuseExplainAnalyze(RangeTblEntry *rte)
+{
+	Oid			user = OidIsValid(rte->checkAsUser) ? rte->checkAsUser : GetUserId();
+
+	if (has_bypassrls_privilege(user) || IsAuditorReading(rte, user))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("EXPLAIN ANALYZE of protected table \"%s\" is not allowed", get_rel_name(rte->relid)),
+			 errdetail("Its row counts include the rows row level security removed, which tells a session about other stores' rows."),
+			 errhint("Use EXPLAIN without ANALYZE, or a role that bypasses row level security.")));
 }
 
 static bool
@@ -859,6 +909,8 @@ autora_ExecutorCheckPerms(List *rangeTable, bool ereport_on_violation)
 		{
 			if (held_depth > 0)
 				RefuseHeldRows(rte->relid);
+			if (explain_analyze_depth > 0)
+				RefuseExplainAnalyze(rte);
 			RequireContextFor(rte);
 		}
 	}

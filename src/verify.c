@@ -22,6 +22,7 @@
 #include "common/hashfn.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -1030,10 +1031,17 @@ autora_verify(PG_FUNCTION_ARGS)
 
 	AddRegisteredTenants(&vs);
 	if (vs.only != NULL && vs.nreports == 0)
+	{
+		/* the argument is the caller's: a long one is not repeated whole */
+		int			len = strlen(vs.only);
+		char	   *shown = len <= 64 ? pstrdup(vs.only) :
+			psprintf("%s...", pnstrdup(vs.only, pg_mbcliplen(vs.only, len, 64)));
+
 		ereport(ERROR,
 				(errcode(ERRCODE_AUTORA_UNKNOWN),
-				 errmsg("unknown tenant \"%s\"", vs.only),
+				 errmsg("unknown tenant \"%s\"", shown),
 				 errhint("See autora.tenants for the registered tenants.")));
+	}
 
 	CheckUniqueIds(&vs);
 	for (int i = 0; i < vs.nreports; i++)

@@ -14,7 +14,7 @@
 --   DELETE of another store's row by a role that bypasses RLS;
 --   WITH HOLD cursors through a function; bad input.
 BEGIN;
-SELECT plan(93);
+SELECT plan(98);
 
 -- ------------------------------------------------------------------ set-up
 CREATE SCHEMA sc;
@@ -334,6 +334,25 @@ DECLARE held CURSOR WITH HOLD FOR SELECT * FROM sc.leak_rows();
 SELECT throws_ok('FETCH ALL FROM held', '42501', NULL,
                  'a WITH HOLD cursor cannot read a protected table through a function');
 CLOSE held;
+
+-- ------------------------------------------- red team, application role
+GRANT USAGE ON SCHEMA sc TO sc_app;
+GRANT EXECUTE ON FUNCTION sc.try(text) TO sc_app;
+CREATE INDEX orders_secret ON sc.orders (customer);
+SELECT sc.ctx('sc-a');
+SET ROLE sc_app;
+SELECT is(sc.try('EXPLAIN (ANALYZE) SELECT 1 FROM sc.orders WHERE customer >= ''B'''), '42501',
+          'EXPLAIN ANALYZE of a protected table is refused (its counts include the rows RLS removed)');
+SELECT is(sc.try('EXPLAIN SELECT 1 FROM sc.orders WHERE customer >= ''B'''), 'ok',
+          'honest: EXPLAIN without ANALYZE');
+SELECT is(sc.try($$UPDATE sc.orders SET customer = 'anon' WHERE id = 4 RETURNING autora.clear_context()$$), 'ZA001',
+          'a change whose context ends before it is recorded is refused (no entry without an actor)');
+SELECT is(sc.try($$UPDATE sc.orders SET customer = 'Ann B' WHERE id = 4 RETURNING id$$), 'ok',
+          'honest: the same change with the context in place');
+RESET ROLE;
+SELECT autora.clear_context();
+SELECT is(sc.try('EXPLAIN (ANALYZE) SELECT 1 FROM sc.orders'), 'ok',
+          'honest: a role that bypasses row level security may EXPLAIN ANALYZE');
 
 -- ------------------------------------------- bad input (item 18)
 SELECT is(sc.try('SELECT autora.protect(0)'), '42P01', 'protect(0): no such relation, not an internal error');

@@ -188,6 +188,21 @@ CREATE TABLE autora.vault_key (
 );
 SELECT pg_catalog.pg_extension_config_dump('autora.vault_key', '');
 
+-- The ledger's xid space (src/restore.c): what the ledger adds to the
+-- FullTransactionIds it records, 0 unless the ledger was restored into a
+-- cluster whose transaction counter was behind the source's.  At most one
+-- row; dumped with the ledger, so that its numbering keeps rising.
+CREATE TABLE autora.xid_base (
+    base bigint NOT NULL CHECK (base >= 0)
+);
+SELECT pg_catalog.pg_extension_config_dump('autora.xid_base', '');
+
+-- A restore under way (never dumped): sealing waits for restore_finish().
+CREATE TABLE autora.restore_state (
+    started_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    started_by text NOT NULL
+);
+
 ------------------------------------------------------------------------------
 -- Registry of protected tables and schemas
 ------------------------------------------------------------------------------
@@ -491,6 +506,10 @@ RETURNS bigint AS 'MODULE_PATHNAME', 'autora_log_event' LANGUAGE C VOLATILE;
 -- Asks this database's background sealer for a round and waits for it
 -- (src/sealer.c): the caller's transaction takes no lock, so holding it open
 -- stalls nobody's sealing.
+-- The end of a restore (README, "Restore"); superusers only.
+CREATE FUNCTION autora.restore_finish() RETURNS jsonb
+AS 'MODULE_PATHNAME', 'autora_restore_finish' LANGUAGE C VOLATILE;
+
 CREATE FUNCTION autora.seal() RETURNS bigint
 AS 'MODULE_PATHNAME', 'autora_seal' LANGUAGE C VOLATILE;
 

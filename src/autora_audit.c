@@ -19,6 +19,7 @@
 #include "ledger.h"
 #include "registry.h"
 #include "relinfo.h"
+#include "restore.h"
 #include "scope.h"
 #include "sealer.h"
 #include "writer.h"
@@ -119,6 +120,7 @@ _PG_init(void)
 	DefineConfiguration();
 
 	RegistryInit();
+	RestoreInit();
 	RelInfoInit();
 	LedgerInit();
 	WriterInit();

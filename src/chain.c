@@ -51,6 +51,7 @@
 #include "chain.h"
 #include "encoding.h"
 #include "ledger.h"
+#include "restore.h"
 #include "writer.h"
 
 /* bitmap of the pages that may hold new entries (BRIN pages are lossy) */
@@ -173,25 +174,30 @@ WidenXid(TransactionId xid, FullTransactionId next)
 	return (epoch << 32) | xid;
 }
 
-/* The horizon of snapshot S, counting our own transaction as in progress. */
+/*
+ * The horizon of snapshot S, counting our own transaction as in progress,
+ * in the ledger's xid space (entries record FullTransactionIds plus the
+ * base a restore may have set: src/restore.c).
+ */
 static SealHorizon
 HorizonFromSnapshot(Snapshot snap)
 {
 	FullTransactionId next = ReadNextFullTransactionId();
 	FullTransactionId own = GetTopFullTransactionIdIfAny();
+	uint64		base = RestoreXidBase();
 	SealHorizon h;
 
 	h.valid = true;
-	h.xmin = WidenXid(snap->xmin, next);
-	h.xmax = WidenXid(snap->xmax, next);
+	h.xmin = WidenXid(snap->xmin, next) + base;
+	h.xmax = WidenXid(snap->xmax, next) + base;
 	h.xip = palloc(sizeof(uint64) * (snap->xcnt + 1));
 	h.nxip = 0;
 	for (uint32 i = 0; i < snap->xcnt; i++)
-		h.xip[h.nxip++] = WidenXid(snap->xip[i], next);
-	if (FullTransactionIdIsValid(own) && U64FromFullTransactionId(own) < h.xmax)
+		h.xip[h.nxip++] = WidenXid(snap->xip[i], next) + base;
+	if (FullTransactionIdIsValid(own) && U64FromFullTransactionId(own) + base < h.xmax)
 	{
-		h.xip[h.nxip++] = U64FromFullTransactionId(own);
-		h.xmin = Min(h.xmin, U64FromFullTransactionId(own));
+		h.xip[h.nxip++] = U64FromFullTransactionId(own) + base;
+		h.xmin = Min(h.xmin, U64FromFullTransactionId(own) + base);
 	}
 	return h;
 }
@@ -556,6 +562,13 @@ SealPending(void)
 	WriterFlushAll();
 	LockDatabaseObject(ExtensionRelationId, get_extension_oid("autora_audit", false), 0,
 					   ExclusiveLock);
+	/* entries loaded before their blocks would be sealed again: wait */
+	if (RestoreUnderWay())
+	{
+		MemoryContextSwitchTo(old);
+		MemoryContextDelete(round_cxt);
+		return 0;
+	}
 	LockRelationOid(oids->blocks, RowExclusiveLock);
 	snap = RegisterSnapshot(GetLatestSnapshot());
 	cur = HorizonFromSnapshot(snap);

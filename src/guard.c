@@ -67,6 +67,7 @@
 #include "ledger.h"
 #include "protected_ddl.h"
 #include "registry.h"
+#include "restore.h"
 #include "sealer.h"
 #include "writer.h"
 
@@ -133,7 +134,8 @@ IsRegistryRelation(Oid relid)
 
 	if (!OidIsValid(relid) || (oids = LedgerGetOids(true)) == NULL)
 		return false;
-	return relid == oids->registry || relid == oids->registry_schemas;
+	return relid == oids->registry || relid == oids->registry_schemas ||
+		relid == oids->xid_base || relid == oids->restore_state;
 }
 
 /* Do the ledger relations (or their indexes) sit in this tablespace? */
@@ -228,6 +230,9 @@ RestoreAllowed(Oid relid)
 	table_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
 	table_close(rel, AccessShareLock);
+	/* sealing waits for autora.restore_finish() */
+	if (empty && IsLedgerRelation(relid))
+		RestoreNoteLoad();
 	return empty;
 }
 
@@ -787,6 +792,8 @@ autora_ExecutorStart(QueryDesc *queryDesc, int eflags)
 
 			if (rte->rtekind != RTE_RELATION ||
 				(!IsLedgerRelation(rte->relid) && !IsRegistryRelation(rte->relid)))
+				continue;
+			if (IsRegistryRelation(rte->relid) && RegistryWriteAllowed())
 				continue;
 			if (pstmt->commandType == CMD_INSERT && RestoreAllowed(rte->relid))
 				continue;

@@ -16,6 +16,7 @@
 #include "access/xact.h"
 #include "catalog/index.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_extension.h"
 #include "commands/extension.h"
 #include "commands/sequence.h"
@@ -32,12 +33,14 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "autora_audit.h"
 #include "context.h"
 #include "encoding.h"
 #include "ledger.h"
+#include "restore.h"
 #include "sealer.h"
 #include "vault.h"
 #include "writer.h"
@@ -174,6 +177,8 @@ LedgerGetOids(bool missing_ok)
 			ledger_oids.keys = RequireRelation("keys", nsp);
 			ledger_oids.registry = RequireRelation("protected", nsp);
 			ledger_oids.registry_schemas = RequireRelation("protected_schemas", nsp);
+			ledger_oids.xid_base = RequireRelation("xid_base", nsp);
+			ledger_oids.restore_state = RequireRelation("restore_state", nsp);
 			ledger_oids_state = LEDGER_PRESENT;
 		}
 		else
@@ -205,14 +210,68 @@ IsLedgerRelation(Oid relid)
 		heap == oids->vault || heap == oids->vault_key;
 }
 
+/* A tenant's chain sequence, named as autora._chain_seq_name() names it; or InvalidOid. */
+static Oid
+ChainSequenceByName(const char *tenant, const LedgerOids *oids)
+{
+	uint8		digest[LEDGER_HASH_LEN];
+	char		name[NAMEDATALEN];
+
+	Sha256Digest(tenant, strlen(tenant), digest);
+	strcpy(name, "chain_seq_");
+	for (int i = 0; i < 16; i++)
+		sprintf(name + 10 + 2 * i, "%02x", digest[i]);
+	return get_relname_relid(name, oids->namespace);
+}
+
+/*
+ * How far a chain's sequence has numbered entries (0 when never used, or
+ * the chain has none).  Read as the sequence's owner: verify's callers
+ * (auditors) have no right to the sequences themselves.
+ */
+int64
+ChainNumbered(const char *tenant)
+{
+	const LedgerOids *oids = LedgerGetOids(false);
+	Oid			seq = tenant == NULL ? oids->platform_seq : ChainSequenceByName(tenant, oids);
+	HeapTuple	tup;
+	Oid			owner;
+	Oid			save_user;
+	int			save_sec;
+	volatile Datum last = (Datum) 0;
+	LOCAL_FCINFO(fcinfo, 1);
+
+	if (!OidIsValid(seq) || get_rel_relkind(seq) != RELKIND_SEQUENCE)
+		return 0;
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(seq));
+	if (!HeapTupleIsValid(tup))
+		return 0;
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+
+	InitFunctionCallInfoData(*fcinfo, NULL, 1, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = ObjectIdGetDatum(seq);
+	fcinfo->args[0].isnull = false;
+	GetUserIdAndSecContext(&save_user, &save_sec);
+	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	PG_TRY();
+	{
+		last = pg_sequence_last_value(fcinfo);
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(save_user, save_sec);
+	}
+	PG_END_TRY();
+	return fcinfo->isnull ? 0 : DatumGetInt64(last);
+}
+
 /* The sequence numbering one tenant's chain; ZA004 for an unknown tenant. */
 static Oid
 TenantChainSequence(const char *tenant, const LedgerOids *oids)
 {
 	TenantChain *chain;
 	bool		found;
-	uint8		digest[LEDGER_HASH_LEN];
-	char		name[NAMEDATALEN];
 	Oid			seq;
 
 	if (tenant == NULL)
@@ -237,12 +296,7 @@ TenantChainSequence(const char *tenant, const LedgerOids *oids)
 	if (chain != NULL)
 		return chain->seq;
 
-	/* same name as autora._chain_seq_name() */
-	Sha256Digest(tenant, strlen(tenant), digest);
-	strcpy(name, "chain_seq_");
-	for (int i = 0; i < 16; i++)
-		sprintf(name + 10 + 2 * i, "%02x", digest[i]);
-	seq = get_relname_relid(name, oids->namespace);
+	seq = ChainSequenceByName(tenant, oids);
 	if (!OidIsValid(seq))
 		ereport(ERROR,
 				(errcode(ERRCODE_AUTORA_UNKNOWN),
@@ -366,7 +420,8 @@ LedgerAppend(const LedgerRecord *rec)
 	values[LC_FORMAT] = Int16GetDatum(LEDGER_FORMAT_VERSION);
 	values[LC_TENANT_ID] = TextDatumOrNull(rec->tenant_id, &nulls[LC_TENANT_ID]);
 	values[LC_SEQ] = Int64GetDatum(nextval_internal(TenantChainSequence(rec->tenant_id, oids), false));
-	values[LC_XID] = Int64GetDatum((int64) U64FromFullTransactionId(GetTopFullTransactionId()));
+	values[LC_XID] = Int64GetDatum((int64) (U64FromFullTransactionId(GetTopFullTransactionId()) +
+											RestoreXidBase()));
 	values[LC_TS] = TimestampTzGetDatum(GetCurrentTimestamp());
 	values[LC_STMT_TS] = TimestampTzGetDatum(GetCurrentStatementStartTimestamp());
 	nulls[LC_ID] = nulls[LC_FORMAT] = nulls[LC_SEQ] = nulls[LC_XID] = false;

@@ -25,6 +25,8 @@ typedef struct LedgerOids
 	Oid			keys;
 	Oid			registry;		/* autora.protected */
 	Oid			registry_schemas;	/* autora.protected_schemas */
+	Oid			xid_base;		/* autora.xid_base (src/restore.c) */
+	Oid			restore_state;	/* autora.restore_state (src/restore.c) */
 } LedgerOids;
 
 /* What a capture or event supplies; ledger.c adds identity, time and hash. */
@@ -56,6 +58,9 @@ extern const LedgerOids *LedgerGetOids(bool missing_ok);
 
 /* Is relid a ledger relation (entries, blocks, PII vault, its key) or an index of one? */
 extern bool IsLedgerRelation(Oid relid);
+
+/* How far a chain's sequence has numbered entries; 0 if never (NULL: platform chain). */
+extern int64 ChainNumbered(const char *tenant);
 
 /* Appends one entry; returns its id. */
 extern int64 LedgerAppend(const LedgerRecord *record);

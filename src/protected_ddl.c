@@ -227,8 +227,9 @@ RefuseReservedName(const char *what, const char *name)
 static void
 CheckRestrictivePolicyName(Oid relid, const char *name)
 {
-	if (name != NULL && strcmp(name, AUTORA_LAST_RESTRICTIVE) <= 0 && IsProtected(relid) &&
-		!ProtectedDdlAllowed(relid))
+	/* autora's own names are reserved: checked as such */
+	if (name != NULL && strcmp(name, AUTORA_LAST_RESTRICTIVE) <= 0 &&
+		strncmp(name, "autora_", 7) != 0 && IsProtected(relid) && !ProtectedDdlAllowed(relid))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("restrictive policy \"%s\" on protected table \"%s\" would run before autora's",
@@ -982,8 +983,8 @@ ProtectedDdlBegin(PlannedStmt *pstmt, const char *queryString,
 		return;
 	ddl->parsetree = parsetree;
 
-	/* the pieces of a statement are recorded with it, not alone */
-	if (context != PROCESS_UTILITY_SUBCOMMAND)
+	/* the pieces of a statement are recorded with it, not alone; a restore recreates */
+	if (context != PROCESS_UTILITY_SUBCOMMAND && !(autora_restore_mode && superuser()))
 		NoteTargets(parsetree, ddl);
 	if (ddl->targets != NIL)
 	{

@@ -35,6 +35,7 @@
 #include "chain.h"
 #include "encoding.h"
 #include "ledger.h"
+#include "restore.h"
 #include "scope.h"
 #include "writer.h"
 
@@ -1000,6 +1001,7 @@ autora_verify(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	const LedgerOids *oids = LedgerGetOids(false);
 	VerifyState vs = {0};
+	bool		restoring;
 	HASHCTL		ctl;
 	Relation	ledger;
 	Relation	blocks;
@@ -1048,6 +1050,7 @@ autora_verify(PG_FUNCTION_ARGS)
 		CheckChain(&vs, i);
 	CheckUnsealed(&vs);
 
+	restoring = RestoreUnderWay();
 	qsort(vs.reports, vs.nreports, sizeof(TenantReport), CompareReports);
 	for (int i = 0; i < vs.nreports; i++)
 	{
@@ -1068,19 +1071,36 @@ autora_verify(PG_FUNCTION_ARGS)
 		}
 		else
 		{
-			/* ok is unknown (NULL) while entries wait for the sealer */
+			int64		numbered = (r->entries == 0 && r->blocks == NIL) ? ChainNumbered(r->tenant) : 0;
+			char	   *detail;
+
+			/*
+			 * ok is unknown (NULL) while entries wait for the sealer, while
+			 * a restore is under way, and for a chain whose sequence numbered
+			 * entries that are not there (a restore that did not load them,
+			 * or transactions that all rolled back: nothing proves which).
+			 */
 			values[4] = BoolGetDatum(true);
-			nulls[4] = (r->pending > 0);
+			nulls[4] = (r->pending > 0 || restoring || numbered > 0);
 			nulls[5] = true;
-			values[6] = CStringGetTextDatum(r->pending > 0
-											? psprintf("%lld %s pending seal; the sealed chain verifies",
-													   (long long) r->pending,
-													   r->pending == 1 ? "entry" : "entries")
-											: psprintf("chain verified: %lld %s in %d %s",
-													   (long long) r->sealed,
-													   r->sealed == 1 ? "entry" : "entries",
-													   list_length(r->blocks),
-													   list_length(r->blocks) == 1 ? "block" : "blocks"));
+			if (numbered > 0)
+				detail = psprintf("no entries, although the chain's sequence has numbered %lld: "
+								  "they were not restored, or never committed",
+								  (long long) numbered);
+			else if (r->pending > 0)
+				detail = psprintf("%lld %s pending seal; the sealed chain verifies",
+								  (long long) r->pending,
+								  r->pending == 1 ? "entry" : "entries");
+			else
+				detail = psprintf("chain verified: %lld %s in %d %s",
+								  (long long) r->sealed,
+								  r->sealed == 1 ? "entry" : "entries",
+								  list_length(r->blocks),
+								  list_length(r->blocks) == 1 ? "block" : "blocks");
+			if (restoring)
+				detail = psprintf("a restore is under way (run autora.restore_finish() when it is complete); %s",
+								  detail);
+			values[6] = CStringGetTextDatum(detail);
 		}
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}

@@ -175,18 +175,6 @@ LedgerInTablespace(Oid tablespace, List *roles)
 	return false;
 }
 
-static Oid
-RelidOf(RangeVar *rv)
-{
-	return rv ? RangeVarGetRelid(rv, NoLock, true) : InvalidOid;
-}
-
-static Oid
-RelidOfNames(List *names)
-{
-	return RelidOf(makeRangeVarFromNameList(names));
-}
-
 static bool
 LedgerHasEntries(void)
 {

@@ -263,13 +263,13 @@ PolicyIsRestrictive(Oid relid, const char *name)
 
 /* --- lookups -------------------------------------------------------------------- */
 
-static Oid
+Oid
 RelidOf(RangeVar *rv)
 {
 	return rv ? RangeVarGetRelid(rv, NoLock, true) : InvalidOid;
 }
 
-static Oid
+Oid
 RelidOfNames(List *names)
 {
 	return RelidOf(makeRangeVarFromNameList(names));

@@ -18,6 +18,10 @@ extern void ProtectedDdlAllowBegin(Oid relid);
 extern void ProtectedDdlAllowEnd(void);
 extern bool ProtectedDdlAllowed(Oid relid);
 
+/* The relation a statement names, or InvalidOid when there is none (no lock). */
+extern Oid	RelidOf(RangeVar *rv);
+extern Oid	RelidOfNames(List *names);
+
 /* Is relid a protected table (or a member of a protected tree)? */
 extern bool IsProtected(Oid relid);
 

@@ -193,7 +193,7 @@ SELECT pg_catalog.pg_extension_config_dump('autora.vault_key', '');
 -- cluster whose transaction counter was behind the source's.  At most one
 -- row; dumped with the ledger, so that its numbering keeps rising.
 CREATE TABLE autora.xid_base (
-    base bigint NOT NULL CHECK (base >= 0)
+    base bigint NOT NULL CHECK (base >= 0 AND base < 4611686018427387904)  -- 2^62
 );
 SELECT pg_catalog.pg_extension_config_dump('autora.xid_base', '');
 

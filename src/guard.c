@@ -35,9 +35,11 @@
 #include "access/tableam.h"
 #include "catalog/namespace.h"
 #include "catalog/objectaccess.h"
+#include "catalog/objectaddress.h"
 #include "catalog/partition.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_inherits.h"
+#include "catalog/index.h"
 #include "catalog/indexing.h"
 #include "catalog/pg_policy.h"
 #include "catalog/pg_trigger.h"
@@ -211,6 +213,9 @@ RestoreAllowed(Oid relid)
 
 	if (!autora_restore_mode || !superuser())
 		return false;
+	/* the marker of a restore is autora's to write, never a dump's */
+	if (relid == LedgerGetOids(false)->restore_state)
+		return false;
 	rel = table_open(relid, AccessShareLock);
 	slot = table_slot_create(rel, NULL);
 	scan = table_beginscan(rel, GetLatestSnapshot(), 0, NULL);
@@ -218,8 +223,8 @@ RestoreAllowed(Oid relid)
 	table_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
 	table_close(rel, AccessShareLock);
-	/* sealing waits for autora.restore_finish() */
-	if (empty && IsLedgerRelation(relid))
+	/* sealing waits for autora.restore_finish() (loading the xid base is a restore too) */
+	if (empty && (IsLedgerRelation(relid) || relid == LedgerGetOids(false)->xid_base))
 		RestoreNoteLoad();
 	return empty;
 }
@@ -234,7 +239,7 @@ InAutoraSchema(Oid nsp)
 {
 	const LedgerOids *oids = LedgerGetOids(true);
 
-	return oids != NULL && OidIsValid(nsp) && nsp == oids->namespace && !creating_extension &&
+	return oids != NULL && OidIsValid(nsp) && nsp == oids->namespace && !CreatingAutora() &&
 		!(autora_restore_mode && superuser());
 }
 
@@ -287,16 +292,18 @@ GuardLedgerIndex(IndexStmt *stmt, Oid relid)
 	bool		plain = !stmt->unique && !stmt->primary && !stmt->isconstraint &&
 		stmt->excludeOpNames == NIL && stmt->whereClause == NULL;
 
+	/* an operator class of its own would run its functions in every capture, or in the sealer */
 	foreach(lc, stmt->indexParams)
-		plain &= ((IndexElem *) lfirst(lc))->expr == NULL;
+		plain &= ((IndexElem *) lfirst(lc))->expr == NULL &&
+			((IndexElem *) lfirst(lc))->opclass == NIL;
 	foreach(lc, stmt->indexIncludingParams)
 		plain &= ((IndexElem *) lfirst(lc))->expr == NULL;
 	if (!plain)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("this index on ledger relation \"%s\" is not allowed", get_rel_name(relid)),
-				 errdetail("A unique or exclusion index could refuse an entry, and an expression or a predicate would run in every capture."),
-				 errhint("Index plain columns, without UNIQUE, expressions or WHERE.")));
+				 errdetail("A unique or exclusion index could refuse an entry, and an expression, a predicate or an operator class would run code in every capture or seal round."),
+				 errhint("Index plain columns with their default operator classes, without UNIQUE, expressions or WHERE.")));
 }
 
 /* The indexes the extension's script creates: the sealer and verify need them. */
@@ -318,6 +325,37 @@ IsLedgerOwnIndex(Oid relid)
 		if (strcmp(name, own[i]) == 0)
 			return true;
 	return false;
+}
+
+/*
+ * An object tied to another extension (a member, or DEPENDS ON EXTENSION)
+ * is dropped with it, by a DROP EXTENSION that names no autora object:
+ * a protected table, an autora trigger or policy, anything of schema autora
+ * or a ledger index must not be tied so.
+ */
+static void
+GuardTiedToExtension(ObjectAddress address, Relation rel, const char *action)
+{
+	const LedgerOids *oids = LedgerGetOids(true);
+	Oid			relid = InvalidOid;
+	bool		tied;
+
+	if (oids == NULL || !OidIsValid(address.objectId))
+		return;
+	if (address.classId == RelationRelationId)
+		relid = get_rel_relkind(address.objectId) == RELKIND_INDEX ?
+			IndexGetRelation(address.objectId, true) : address.objectId;
+	else if (rel != NULL)
+		relid = RelationGetRelid(rel);	/* a trigger's or a policy's table */
+	tied = (OidIsValid(relid) && (IsProtected(relid) || IsLedgerRelation(relid) ||
+								  get_rel_namespace(relid) == oids->namespace)) ||
+		get_object_namespace(&address) == oids->namespace;
+	if (tied)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("%s of %s is not allowed", action, getObjectDescription(&address, false)),
+				 errdetail("Dropping that extension would drop it too, without the guards of autora_audit."),
+				 errhint("Keep autora's objects and protected tables out of other extensions.")));
 }
 
 /* --- utility commands ----------------------------------------------------- */
@@ -435,6 +473,7 @@ GuardUtility(Node *parsetree)
 {
 	ListCell   *lc;
 	Oid			relid;
+	Relation	rel = NULL;
 
 	switch (nodeTag(parsetree))
 	{
@@ -564,6 +603,13 @@ GuardUtility(Node *parsetree)
 					RefuseAutoraObject("CREATE TRIGGER on", get_rel_name(relid));
 				break;
 			}
+		case T_CreatePolicyStmt:
+			relid = RelidOf(((CreatePolicyStmt *) parsetree)->table);
+			if (IsLedgerRelation(relid) || IsRegistryRelation(relid))
+				RefuseLedger("CREATE POLICY on", relid);
+			if (RelationInAutoraSchema(relid))
+				RefuseAutoraObject("CREATE POLICY on", get_rel_name(relid));
+			break;
 		case T_AlterSeqStmt:
 			relid = RelidOf(((AlterSeqStmt *) parsetree)->sequence);
 			if (RelationInAutoraSchema(relid))
@@ -585,12 +631,42 @@ GuardUtility(Node *parsetree)
 				RefuseAutoraObject("CREATE RULE on", get_rel_name(relid));
 			break;
 		case T_AlterExtensionContentsStmt:
-			if (IsAutoraName(((AlterExtensionContentsStmt *) parsetree)->extname, "autora_audit"))
-				ereport(ERROR,
-						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-						 errmsg("changing the members of extension autora_audit is not allowed"),
-						 errdetail("Detaching a member would let it be dropped with the protection it gives.")));
-			break;
+			{
+				AlterExtensionContentsStmt *stmt = (AlterExtensionContentsStmt *) parsetree;
+
+				if (IsAutoraName(stmt->extname, "autora_audit"))
+					ereport(ERROR,
+							(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+							 errmsg("changing the members of extension autora_audit is not allowed"),
+							 errdetail("Detaching a member would let it be dropped with the protection it gives.")));
+				/* another extension's member goes with that extension, unguarded */
+				if (stmt->action > 0)
+				{
+					ObjectAddress address = get_object_address(stmt->objtype, copyObject(stmt->object),
+															   &rel, AccessShareLock, true);
+
+					GuardTiedToExtension(address, rel, "ALTER EXTENSION ... ADD");
+				}
+				if (rel != NULL)
+					relation_close(rel, AccessShareLock);
+				break;
+			}
+		case T_AlterObjectDependsStmt:
+			{
+				AlterObjectDependsStmt *stmt = (AlterObjectDependsStmt *) parsetree;
+
+				if (!stmt->remove)
+				{
+					ObjectAddress address = get_object_address_rv(stmt->objectType, stmt->relation,
+																  list_copy((List *) stmt->object),
+																  &rel, AccessShareLock, true);
+
+					GuardTiedToExtension(address, rel, "ALTER ... DEPENDS ON EXTENSION");
+				}
+				if (rel != NULL)
+					relation_close(rel, AccessShareLock);
+				break;
+			}
 		default:
 			break;
 	}
@@ -608,33 +684,47 @@ HasDefElem(List *options, const char *name)
 	return false;
 }
 
-/* The database a database-level command needs free of connections. */
+/* May this role run a command that needs the database free of connections? */
+static Oid
+IfOwnedOrSuperuser(Oid dboid)
+{
+	return OidIsValid(dboid) && pg_database_ownercheck(dboid, GetUserId()) ? dboid : InvalidOid;
+}
+
+/*
+ * The database a database-level command needs free of connections, when
+ * the role may run it: its sealer is paused, and a role that may not would
+ * otherwise stop a database's sealing by failing the command.
+ */
 static Oid
 DatabaseNeedingNoConnections(Node *parsetree)
 {
 	ListCell   *lc;
+	Oid			template = InvalidOid;
 
 	switch (nodeTag(parsetree))
 	{
 		case T_DropdbStmt:
-			return get_database_oid(((DropdbStmt *) parsetree)->dbname, true);
+			return IfOwnedOrSuperuser(get_database_oid(((DropdbStmt *) parsetree)->dbname, true));
 		case T_CreatedbStmt:
 			foreach(lc, ((CreatedbStmt *) parsetree)->options)
 			{
 				DefElem    *opt = lfirst(lc);
 
 				if (strcmp(opt->defname, "template") == 0 && opt->arg != NULL)
-					return get_database_oid(defGetString(opt), true);
+					template = get_database_oid(defGetString(opt), true);
 			}
-			return get_database_oid("template1", true);
+			if (!OidIsValid(template))
+				template = get_database_oid("template1", true);
+			return have_createdb_privilege() ? template : InvalidOid;
 		case T_RenameStmt:
 			if (((RenameStmt *) parsetree)->renameType == OBJECT_DATABASE)
-				return get_database_oid(((RenameStmt *) parsetree)->subname, true);
+				return IfOwnedOrSuperuser(get_database_oid(((RenameStmt *) parsetree)->subname, true));
 			return InvalidOid;
 		case T_AlterDatabaseStmt:
 			foreach(lc, ((AlterDatabaseStmt *) parsetree)->options)
 				if (strcmp(((DefElem *) lfirst(lc))->defname, "tablespace") == 0)
-					return get_database_oid(((AlterDatabaseStmt *) parsetree)->dbname, true);
+					return IfOwnedOrSuperuser(get_database_oid(((AlterDatabaseStmt *) parsetree)->dbname, true));
 			return InvalidOid;
 		default:
 			return InvalidOid;
@@ -700,8 +790,14 @@ autora_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 		run_read_only = false;
 	}
 
+	/* only a DROP EXTENSION naming autora_audit may drop autora's objects */
 	if (IsA(parsetree, DropStmt) && ((DropStmt *) parsetree)->removeType == OBJECT_EXTENSION)
-		dropping_extension = true;
+	{
+		ListCell   *lc;
+
+		foreach(lc, ((DropStmt *) parsetree)->objects)
+			dropping_extension |= IsAutoraName(strVal(lfirst(lc)), "autora_audit");
+	}
 	paused_db = DatabaseNeedingNoConnections(parsetree);
 	if (OidIsValid(paused_db))
 		SealerPauseDatabase(paused_db);
@@ -771,8 +867,7 @@ autora_ExecutorStart(QueryDesc *queryDesc, int eflags)
 
 	/* our own install script seeds the PII key */
 	if (pstmt->resultRelations != NIL && !(eflags & EXEC_FLAG_EXPLAIN_ONLY) &&
-		!(creating_extension &&
-		  CurrentExtensionObject == get_extension_oid("autora_audit", true)))
+		!CreatingAutora())
 	{
 		foreach(lc, pstmt->resultRelations)
 		{

@@ -195,6 +195,13 @@ LedgerGetOids(bool missing_ok)
 }
 
 bool
+CreatingAutora(void)
+{
+	return creating_extension &&
+		CurrentExtensionObject == get_extension_oid("autora_audit", true);
+}
+
+bool
 IsLedgerRelation(Oid relid)
 {
 	const LedgerOids *oids;

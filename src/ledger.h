@@ -56,6 +56,13 @@ extern void LedgerInit(void);
 /* NULL when the extension is not installed in this database (missing_ok). */
 extern const LedgerOids *LedgerGetOids(bool missing_ok);
 
+/*
+ * Is autora_audit's own install (or update) script running?  Not merely
+ * any CREATE EXTENSION: another extension's script, or an event trigger
+ * it fires, gets no exemption from the guards.
+ */
+extern bool CreatingAutora(void);
+
 /* Is relid a ledger relation (entries, blocks, PII vault, its key) or an index of one? */
 extern bool IsLedgerRelation(Oid relid);
 

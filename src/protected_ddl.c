@@ -40,6 +40,7 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_constraint.h"
 #include "catalog/pg_depend.h"
+#include "catalog/pg_index.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_policy.h"
 #include "catalog/pg_proc.h"
@@ -60,6 +61,7 @@
 #include "utils/builtins.h"
 #include "utils/errcodes.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -81,6 +83,11 @@ static Oid	allowed_relid = InvalidOid;
 
 /* > 0 while DDL evaluates expressions over protected rows */
 static int	ddl_reading_rows = 0;
+
+/* the protected tree an ALTER TABLE under way changes: its columns may go */
+static Oid	ddl_altering_root = InvalidOid;
+
+static void ProtectedDependents(Oid refclassid, Oid refobjid, List **relids, int depth);
 
 /* --- protect()'s own DDL ----------------------------------------------------- */
 
@@ -203,7 +210,7 @@ IsReservedName(const char *name)
 {
 	return name != NULL &&
 		(strncmp(name, "autora_", 7) == 0 || strncmp(name, "zz_autora_", 10) == 0) &&
-		!creating_extension && !(autora_restore_mode && superuser());
+		!CreatingAutora() && !(autora_restore_mode && superuser());
 }
 
 static void
@@ -336,6 +343,25 @@ TableHasRows(Oid relid)
 
 /* --- what may be attached where ---------------------------------------------- */
 
+/* How many parents (partition parent or inheritance parents) a relation has. */
+static int
+ParentCount(Oid relid)
+{
+	Relation	inherits = table_open(InheritsRelationId, AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc scan;
+	int			n = 0;
+
+	ScanKeyInit(&key, Anum_pg_inherits_inhrelid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(relid));
+	scan = systable_beginscan(inherits, InheritsRelidSeqnoIndexId, true, NULL, 1, &key);
+	while (HeapTupleIsValid(systable_getnext(scan)))
+		n++;
+	systable_endscan(scan);
+	table_close(inherits, AccessShareLock);
+	return n;
+}
+
 static void
 RefuseAttach(const char *how, Oid child, Oid parent, const char *why, const char *hint)
 {
@@ -362,6 +388,7 @@ GuardAttach(Oid parent, Oid child, const char *how)
 {
 	bool		parent_protected;
 	bool		child_protected;
+	ListCell   *lc;
 
 	if (!OidIsValid(parent) || !OidIsValid(child))
 		return;
@@ -379,10 +406,24 @@ GuardAttach(Oid parent, Oid child, const char *how)
 		RefuseAttach(how, child, parent,
 					 "A member of a protected tree has a single parent: a second one would be another way to its rows.",
 					 "Detach it from its other parent first.");
-	if (get_rel_persistence(child) != RELPERSISTENCE_PERMANENT)
-		RefuseAttach(how, child, parent,
-					 "A temporary or unlogged table cannot hold protected rows: they would vanish at session end or after a crash without entries.",
-					 "Attach a permanent, logged table.");
+	/* the child brings its own tree along: each of its members must qualify */
+	foreach(lc, find_all_inheritors(child, NoLock, NULL))
+	{
+		Oid			member = lfirst_oid(lc);
+
+		if (member != child && ParentCount(member) > 1)
+			RefuseAttach(how, child, parent,
+						 psprintf("Its member \"%s\" has another parent, which would be a second way to that member's rows.",
+								  get_rel_name(member)),
+						 "Detach the member from its other parent first.");
+		if (get_rel_persistence(member) != RELPERSISTENCE_PERMANENT)
+			RefuseAttach(how, child, parent,
+						 member == child ?
+						 "A temporary or unlogged table cannot hold protected rows: they would vanish at session end or after a crash without entries." :
+						 psprintf("Its member \"%s\" is temporary or unlogged: protected rows would vanish at session end or after a crash without entries.",
+								  get_rel_name(member)),
+						 "Attach a permanent, logged table.");
+	}
 	if (child_protected)
 	{
 		if (!RegistrySameConfiguration(RegistryRootOf(child), RegistryRootOf(parent)))
@@ -612,6 +653,22 @@ ProtectedDdlCheck(Node *parsetree)
 					RefusePolicy("ALTER POLICY", stmt->policy_name, relid);
 				break;
 			}
+		case T_AlterEnumStmt:
+			{
+				AlterEnumStmt *stmt = (AlterEnumStmt *) parsetree;
+				List	   *users = NIL;
+
+				/* renaming a label changes what every store's rows say */
+				if (stmt->oldVal != NULL)
+					ProtectedDependents(TypeRelationId,
+										LookupTypeNameOid(NULL, makeTypeNameFromNameList(stmt->typeName), true),
+										&users, 0);
+				if (users != NIL)
+					RefuseChange(linitial_oid(users), "renaming a label of an enum it uses",
+								 "Every store's rows holding that label would say something else, without an entry.",
+								 "Add a new label, move the rows to it with UPDATE under each store's context, and leave the old one.");
+				break;
+			}
 		case T_RuleStmt:
 			relid = RelidOf(((RuleStmt *) parsetree)->relation);
 			if (IsProtected(relid))
@@ -837,6 +894,15 @@ ChangedRelations(Node *parsetree)
 			ProtectedDependents(TypeRelationId, AlteredDomain((AlterDomainStmt *) parsetree),
 								&relids, 0);
 			return relids;
+		case T_AlterFunctionStmt:
+			{
+				AlterFunctionStmt *stmt = (AlterFunctionStmt *) parsetree;
+				Oid			func = LookupFuncWithArgs(stmt->objtype, stmt->func, true);
+
+				if (OidIsValid(func))
+					ProtectedDependents(ProcedureRelationId, func, &relids, 0);
+				return relids;
+			}
 		case T_CreateFunctionStmt:
 			{
 				/* replacing the code that a protected table's trigger, index... runs */
@@ -854,6 +920,14 @@ ChangedRelations(Node *parsetree)
 				{
 					List	   *names = lfirst(lc);
 
+					if (stmt->removeType == OBJECT_FUNCTION || stmt->removeType == OBJECT_PROCEDURE)
+					{
+						Oid			func = LookupFuncWithArgs(stmt->removeType, lfirst(lc), true);
+
+						if (OidIsValid(func))
+							ProtectedDependents(ProcedureRelationId, func, &relids, 0);
+						continue;
+					}
 					if (stmt->removeType == OBJECT_INDEX)
 					{
 						Oid			index = RelidOfNames(names);
@@ -979,9 +1053,17 @@ ProtectedDdlBegin(PlannedStmt *pstmt, const char *queryString,
 	Node	   *parsetree = pstmt->utilityStmt;
 
 	memset(ddl, 0, sizeof(*ddl));
+	ddl->saved_altering_root = ddl_altering_root;
 	if (LedgerGetOids(true) == NULL)
 		return;
 	ddl->parsetree = parsetree;
+	if (IsA(parsetree, AlterTableStmt))
+	{
+		Oid			root = RegistryRootOf(RelidOf(((AlterTableStmt *) parsetree)->relation));
+
+		if (OidIsValid(root))
+			ddl_altering_root = root;
+	}
 
 	/* the pieces of a statement are recorded with it, not alone; a restore recreates */
 	if (context != PROCESS_UTILITY_SUBCOMMAND && !(autora_restore_mode && superuser()))
@@ -995,7 +1077,18 @@ ProtectedDdlBegin(PlannedStmt *pstmt, const char *queryString,
 	/* last: nothing above may fail with the count raised */
 	ddl->reads_rows = ReadsProtectedRows(parsetree);
 	if (ddl->reads_rows)
+	{
+		/*
+		 * NOTICEs and WARNINGs raised on a row (a built-in's "identifier will
+		 * be truncated", say) could quote it, as errors can: none reaches the
+		 * client while the statement runs.  Undone at its end, or by the
+		 * abort of its (sub)transaction.
+		 */
+		ddl->guc_nest_level = NewGUCNestLevel();
+		(void) set_config_option("client_min_messages", "error", PGC_SUSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
 		ddl_reading_rows++;
+	}
 }
 
 /* One "ddl" event per protected table the statement changed. */
@@ -1068,8 +1161,10 @@ ProtectedDdlDone(ProtectedDdl *ddl)
 {
 	ListCell   *lc;
 
+	ddl_altering_root = ddl->saved_altering_root;
 	if (ddl->reads_rows)
 	{
+		AtEOXact_GUC(true, ddl->guc_nest_level);
 		ddl_reading_rows--;
 		ddl->reads_rows = false;
 	}
@@ -1115,6 +1210,7 @@ ProtectedDdlFailed(ProtectedDdl *ddl)
 {
 	ErrorData  *edata;
 
+	ddl_altering_root = ddl->saved_altering_root;
 	if (!ddl->reads_rows)
 		return;
 	ddl_reading_rows--;
@@ -1188,6 +1284,11 @@ ProtectedDropCheck(Oid classId, Oid objectId, int subId)
 			RefuseChange(objectId, "dropping the tenant column",
 						 "The tenant column carries the table's row level security and the tenant of every entry.",
 						 "Keep the column; to stop protecting the table use autora.unprotect(table, reason).");
+		/* any other column goes by an ALTER TABLE of its table (recorded), not by a cascade */
+		if (ddl_altering_root != RegistryRootOf(objectId))
+			RefuseChange(objectId, psprintf("dropping column \"%s\" by a cascade", column ? column : "?"),
+						 "A cascade (DROP TYPE, DROP DOMAIN ... CASCADE) would remove every store's values of the column, unrecorded.",
+						 "Drop the column first with ALTER TABLE ... DROP COLUMN, which is recorded.");
 	}
 	else if (classId == PolicyRelationId)
 	{
@@ -1256,12 +1357,72 @@ UntrustedFunction(Oid funcid, void *context)
 	return untrusted;
 }
 
+static bool FindUntrustedFunction(Node *node, void *context);
+
+/* The type a domain is declared over (one step, not the final base). */
+static Oid
+BaseTypeOf(Oid domain)
+{
+	HeapTuple	tup = SearchSysCache1(TYPEOID, ObjectIdGetDatum(domain));
+	Oid			base = InvalidOid;
+
+	if (HeapTupleIsValid(tup))
+	{
+		base = ((Form_pg_type) GETSTRUCT(tup))->typbasetype;
+		ReleaseSysCache(tup);
+	}
+	return base;
+}
+
+/*
+ * The CHECK constraints of a domain (and of the domains it is built on) run
+ * wherever a value is coerced to it: in an index expression, over every
+ * row, whenever ANALYZE evaluates it.
+ */
+static bool
+DomainHasUntrustedCode(Oid domain, void *context)
+{
+	for (int depth = 0; depth < 16 && get_typtype(domain) == TYPTYPE_DOMAIN; depth++)
+	{
+		Relation	constraints = table_open(ConstraintRelationId, AccessShareLock);
+		ScanKeyData key;
+		SysScanDesc scan;
+		HeapTuple	tup;
+		bool		found = false;
+
+		ScanKeyInit(&key, Anum_pg_constraint_contypid, BTEqualStrategyNumber, F_OIDEQ,
+					ObjectIdGetDatum(domain));
+		scan = systable_beginscan(constraints, ConstraintTypidIndexId, true, NULL, 1, &key);
+		while (!found && HeapTupleIsValid(tup = systable_getnext(scan)))
+		{
+			bool		isnull;
+			Datum		d = heap_getattr(tup, Anum_pg_constraint_conbin,
+										 RelationGetDescr(constraints), &isnull);
+
+			if (!isnull)
+				found = FindUntrustedFunction(stringToNode(TextDatumGetCString(d)), context);
+		}
+		systable_endscan(scan);
+		table_close(constraints, AccessShareLock);
+		if (found)
+			return true;
+		domain = BaseTypeOf(domain);
+	}
+	return false;
+}
+
 static bool
 FindUntrustedFunction(Node *node, void *context)
 {
 	if (node == NULL)
 		return false;
 	if (check_functions_in_node(node, UntrustedFunction, context))
+		return true;
+	/* a domain with no constraint yet may have been stored as a relabeling */
+	if ((IsA(node, CoerceToDomain) &&
+		 DomainHasUntrustedCode(((CoerceToDomain *) node)->resulttype, context)) ||
+		(IsA(node, RelabelType) &&
+		 DomainHasUntrustedCode(((RelabelType *) node)->resulttype, context)))
 		return true;
 	return expression_tree_walker(node, FindUntrustedFunction, context);
 }
@@ -1297,15 +1458,23 @@ RequireTrustedCode(Oid relid)
 	HeapTuple	tup;
 
 	relation_close(rel, AccessShareLock);
+	/* as stored: the relcache's copy is simplified for the domains of that moment */
 	foreach(lc, indexes)
 	{
-		Relation	index = index_open(lfirst_oid(lc), AccessShareLock);
-		Node	   *exprs = (Node *) RelationGetIndexExpressions(index);
-		Node	   *pred = (Node *) RelationGetIndexPredicate(index);
+		HeapTuple	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(lfirst_oid(lc)));
+		bool		isnull;
+		Datum		exprs;
+		Datum		pred;
 
-		index_close(index, AccessShareLock);
-		if (FindUntrustedFunction(exprs, &found) || FindUntrustedFunction(pred, &found))
+		if (!HeapTupleIsValid(tup))
+			continue;
+		exprs = SysCacheGetAttr(INDEXRELID, tup, Anum_pg_index_indexprs, &isnull);
+		if (!isnull && FindUntrustedFunction(stringToNode(TextDatumGetCString(exprs)), &found))
 			RefuseUntrustedCode(relid, "an index", found);
+		pred = SysCacheGetAttr(INDEXRELID, tup, Anum_pg_index_indpred, &isnull);
+		if (!isnull && FindUntrustedFunction(stringToNode(TextDatumGetCString(pred)), &found))
+			RefuseUntrustedCode(relid, "an index", found);
+		ReleaseSysCache(tup);
 	}
 
 	stats = table_open(StatisticExtRelationId, AccessShareLock);

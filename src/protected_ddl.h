@@ -46,6 +46,8 @@ typedef struct ProtectedDdl
 	List	   *columns_before; /* per target: its columns, as JSON text */
 	struct RegistryColumns *registry;	/* column roles of the tree it alters */
 	bool		reads_rows;		/* evaluates expressions over protected rows */
+	Oid			saved_altering_root;	/* restored when the statement ends */
+	int			guc_nest_level; /* client_min_messages = error while reads_rows */
 	const char *command;
 	char	   *statement;
 } ProtectedDdl;

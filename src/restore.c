@@ -99,6 +99,12 @@ RestoreXidBase(void)
 		return xid_base;
 	oids = LedgerGetOids(false);
 	(void) ScanRows(oids->xid_base, ReadBase, &base);
+	/* horizons are compared as signed bigints too: far below their limit */
+	if (base >= UINT64CONST(1) << 62)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("the ledger's xid base " UINT64_FORMAT " is out of range", base),
+				 errhint("autora.xid_base is set only by autora.restore_finish(); compare it with the source of the last restore.")));
 	xid_base = base;
 	xid_base_relid = oids->xid_base;
 	xid_base_known = true;

@@ -321,14 +321,31 @@ SealerWake(void)
 		SetLatch(launcher);
 }
 
+/* the database this backend paused, resumed if it exits first (a FATAL) */
+static Oid	paused_by_me = InvalidOid;
+
+static void
+ResumeAtExit(int code, Datum arg)
+{
+	if (OidIsValid(paused_by_me))
+		SealerResumeDatabase(paused_by_me);
+}
+
 void
 SealerPauseDatabase(Oid dboid)
 {
+	static bool exit_callback = false;
 	SealerSlot *slot;
 	pid_t		pid = 0;
 
 	if (sealer == NULL || !OidIsValid(dboid))
 		return;
+	if (!exit_callback)
+	{
+		before_shmem_exit(ResumeAtExit, (Datum) 0);
+		exit_callback = true;
+	}
+	paused_by_me = dboid;
 	LWLockAcquire(sealer->lock, LW_EXCLUSIVE);
 	slot = FindOrAddSlot(dboid);
 	if (slot != NULL)
@@ -363,6 +380,7 @@ SealerResumeDatabase(Oid dboid)
 
 	if (sealer == NULL || !OidIsValid(dboid))
 		return;
+	paused_by_me = InvalidOid;
 	LWLockAcquire(sealer->lock, LW_EXCLUSIVE);
 	slot = FindSlot(dboid);
 	if (slot != NULL)

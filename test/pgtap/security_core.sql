@@ -14,7 +14,7 @@
 --   DELETE of another store's row by a role that bypasses RLS;
 --   WITH HOLD cursors through a function; bad input.
 BEGIN;
-SELECT plan(98);
+SELECT plan(114);
 
 -- ------------------------------------------------------------------ set-up
 CREATE SCHEMA sc;
@@ -353,6 +353,60 @@ RESET ROLE;
 SELECT autora.clear_context();
 SELECT is(sc.try('EXPLAIN (ANALYZE) SELECT 1 FROM sc.orders'), 'ok',
           'honest: a role that bypasses row level security may EXPLAIN ANALYZE');
+
+-- ------------------------------------------- red team, superuser and round 2
+CREATE EXTENSION IF NOT EXISTS hstore;
+SELECT is(sc.try('ALTER EXTENSION hstore ADD TABLE sc.orders'), '42501',
+          'a protected table cannot become a member of another extension (it would go with it)');
+SELECT is(sc.try('ALTER TRIGGER autora_capture ON sc.orders DEPENDS ON EXTENSION hstore'), '42501',
+          'autora''s trigger cannot depend on another extension');
+SELECT is(sc.try('ALTER INDEX autora.ledger_id_xid_idx DEPENDS ON EXTENSION hstore'), '42501',
+          'nor the ledger''s index');
+CREATE FUNCTION sc.plant() RETURNS event_trigger LANGUAGE plpgsql AS $$
+BEGIN
+    CREATE TRIGGER planted AFTER INSERT ON autora.protected FOR EACH ROW EXECUTE FUNCTION sc.noop();
+END $$;
+CREATE EVENT TRIGGER sc_plant ON ddl_command_end WHEN TAG IN ('CREATE EXTENSION') EXECUTE FUNCTION sc.plant();
+SELECT is(sc.try('CREATE EXTENSION IF NOT EXISTS citext'), '42501',
+          'another extension''s creation gives no exemption from the guards on schema autora');
+DROP EVENT TRIGGER sc_plant;
+SET LOCAL autora.restore_mode = on;
+SELECT is(sc.try($$INSERT INTO autora.restore_state (started_by) VALUES ('x')$$), '42501',
+          'the restore marker is not loadable, even in restore mode');
+SELECT is(sc.try($$INSERT INTO autora.xid_base VALUES (4611686018427387905)$$), '23514',
+          'an xid base that would break signed comparisons is refused');
+RESET autora.restore_mode;
+SELECT is(sc.try('CREATE INDEX ON autora.ledger (actor_id text_pattern_ops)'), '42501',
+          'an index on the ledger with an operator class of its own is refused');
+SELECT is(sc.try('CREATE POLICY p ON autora.ledger USING (true)'), '42501',
+          'so is a policy on the ledger');
+SET ROLE sc_owner;
+CREATE DOMAIN sc.cust AS text;
+SELECT is(sc.try('CREATE INDEX ON sc.orders ((customer::sc.cust))'), 'ok',
+          'honest: an index through a domain with no constraint of the owner''s');
+SELECT is(sc.try('ALTER DOMAIN sc.cust ADD CONSTRAINT cust_peek CHECK (sc.leak(VALUE) IS NOT NULL) NOT VALID'), '42501',
+          'a NOT VALID domain constraint calling the owner''s code, in an index ANALYZE evaluates, is refused');
+CREATE TABLE sc.r (id int NOT NULL, tenant_id text NOT NULL, customer text, email text, amount numeric NOT NULL DEFAULT 0, contact text, note text);
+CREATE TABLE sc.s (id int, tenant_id text, customer text);
+CREATE TABLE sc.q () INHERITS (sc.r, sc.s);
+SELECT is(sc.try('ALTER TABLE sc.r INHERIT sc.orders'), '42501',
+          'a tree whose member has a second parent cannot join a protected table');
+CREATE TABLE sc.pp (id int NOT NULL, tenant_id text NOT NULL, v text, PRIMARY KEY (tenant_id, id)) PARTITION BY LIST (id);
+CREATE UNLOGGED TABLE sc.pp_1 PARTITION OF sc.pp FOR VALUES IN (1);
+SELECT is(sc.try($$ALTER TABLE sc.porders ATTACH PARTITION sc.pp FOR VALUES IN ('sc-pp')$$), '42501',
+          'a partitioned table with an unlogged partition cannot be attached under a protected one');
+CREATE TYPE sc.status AS ENUM ('open', 'closed');
+ALTER TABLE sc.orders ADD COLUMN status sc.status;
+SELECT is(sc.try($$ALTER TYPE sc.status RENAME VALUE 'open' TO 'closed_'$$), '42501',
+          'renaming a label of an enum a protected table uses is refused (every row would say something else)');
+SELECT is(sc.try($$ALTER TYPE sc.status ADD VALUE 'pending'$$), 'ok', 'honest: adding a label');
+CREATE DOMAIN sc.memo AS text;
+ALTER TABLE sc.orders ADD COLUMN memo sc.memo;
+SELECT is(sc.try('DROP DOMAIN sc.memo CASCADE'), '42501',
+          'a cascade cannot drop a column of a protected table (unrecorded)');
+SELECT is(sc.try('ALTER TABLE sc.orders DROP COLUMN memo'), 'ok',
+          'honest: ALTER TABLE ... DROP COLUMN (recorded)');
+RESET ROLE;
 
 -- ------------------------------------------- bad input (item 18)
 SELECT is(sc.try('SELECT autora.protect(0)'), '42P01', 'protect(0): no such relation, not an internal error');

@@ -99,6 +99,25 @@ is( $node->safe_psql('odb',
 		"SELECT spcname FROM pg_class c JOIN pg_tablespace t ON t.oid = c.reltablespace WHERE relname = 'plain_owned'"),
 	'odb_ts', 'the owner\'s table moved');
 
+# --- notices raised while DDL reads every store's rows ------------------------------
+($rc, $err) = sql_error($node, 'odb', q{SET ROLE odb_owner; SET client_min_messages = notice;
+	BEGIN;
+	ALTER TABLE porders ADD CONSTRAINT c_peek CHECK (to_regtype('"' || repeat('.', 60) || customer || '"') IS NULL);
+	ROLLBACK;});
+unlike($err, qr/secret-of/, 'a notice raised on a row during DDL does not reach the client');
+
+# --- DROP EXTENSION of another extension --------------------------------------------
+($rc, $err) = sql_error($node, 'odb', 'DROP EXTENSION plpgsql CASCADE');
+like($err, qr/ERROR:  42501/, 'DROP EXTENSION plpgsql CASCADE does not take the ledger with it (42501)');
+is($node->safe_psql('odb', q{SELECT count(*) > 0 FROM autora.ledger}), 't', 'the ledger is intact');
+
+# --- DROP DATABASE by a role that may not ----------------------------------------------
+$node->safe_psql('postgres', 'CREATE ROLE nobody LOGIN');
+($rc, $err) = sql_error($node, 'postgres', 'SET ROLE nobody; DROP DATABASE odb');
+like($err, qr/ERROR:  42501: must be owner of database odb/, 'a role without the right cannot drop the database');
+is( $node->safe_psql('odb', q{SELECT count(*) FROM autora.sealer_status WHERE datname = 'odb' AND state = 'paused'}),
+	'0', 'and its failed attempt did not pause the database\'s sealer');
+
 is($node->safe_psql('odb', 'SELECT autora.seal() >= 0; SELECT bool_and(ok) FROM autora.verify()'),
 	"t\nt", 'every chain verifies');
 log_clean($node, '014');

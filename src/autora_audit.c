@@ -17,10 +17,11 @@
 #include "context.h"
 #include "guard.h"
 #include "ledger.h"
+#include "objects.h"
 #include "registry.h"
 #include "relinfo.h"
-#include "restore.h"
-#include "scope.h"
+#include "restore_state.h"
+#include "tenants.h"
 #include "sealer.h"
 #include "writer.h"
 
@@ -122,9 +123,10 @@ _PG_init(void)
 	RegistryInit();
 	RestoreInit();
 	RelInfoInit();
+	ObjectsInit();
 	LedgerInit();
 	WriterInit();
-	ScopeInit();
+	TenantsInit();
 	GuardInstallHooks();
 
 	/* shared memory and background workers only exist when preloaded */

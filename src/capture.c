@@ -38,7 +38,7 @@
 #include "ledger.h"
 #include "encoding.h"
 #include "relinfo.h"
-#include "scope.h"
+#include "tenants.h"
 #include "vault.h"
 #include "writer.h"
 
@@ -363,11 +363,9 @@ RequireActor(RelInfo *info)
 {
 	if (ContextCurrent()->present || has_bypassrls_privilege(GetUserId()))
 		return;
-	ereport(ERROR,
-			(errcode(ERRCODE_AUTORA_NO_CONTEXT),
-			 errmsg("no autora session context for the change of a row of \"%s\"", info->name),
-			 errdetail("The context ended before the change was recorded, so the entry would name no actor."),
-			 errhint("Keep the context until the statement ends; end it with autora.clear_context() afterwards.")));
+	NoContextError(psprintf("The context ended before the change of a row of \"%s\" was recorded, so the entry would name no actor.",
+							info->name),
+				   "Keep the context until the statement ends; end it with autora.clear_context() afterwards.");
 }
 
 /* An UPDATE may not move a row to another store. */
@@ -522,13 +520,15 @@ autora_stamp_tenant(PG_FUNCTION_ARGS)
 		bool		replnull = false;
 		int			cols[1];
 
-		if (!ctx->present || ctx->tenant == NULL)
+		if (!ctx->present)
+			NoContextError(psprintf("The new row of \"%s\" gets its tenant from the session context.", info->name),
+						   NULL);
+		if (ctx->tenant == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_AUTORA_NO_CONTEXT),
 					 errmsg("no tenant to stamp on the new row of \"%s\"", info->name),
-					 errdetail(ctx->present ? "The session context has platform scope and no tenant."
-							   : "No autora session context is set."),
-					 errhint("Call autora.set_context(token) for the store first, or give the tenant column a value.")));
+					 errdetail("The session context has platform scope and no tenant."),
+					 errhint("Give the tenant column a value, or set a context for the store.")));
 		/* '09101' would become the bigint 9101, which is tenant '9101' */
 		if (!TypedTenant(ctx->tenant, getBaseType(info->tenant_typid), &value))
 			ereport(ERROR,
@@ -688,11 +688,7 @@ autora_log_event(PG_FUNCTION_ARGS)
 				 errmsg("event name must not be empty"),
 				 errhint("Name the event, e.g. autora.log_event('login').")));
 	if (!ctx->present)
-		ereport(ERROR,
-				(errcode(ERRCODE_AUTORA_NO_CONTEXT),
-				 errmsg("no autora session context"),
-				 errdetail("An event is recorded for the actor and tenant of the session context."),
-				 errhint("Call autora.set_context(token) first.")));
+		NoContextError("An event is recorded for the actor and tenant of the session context.", NULL);
 
 	rec.tenant_id = ctx->tenant;
 	rec.op = "EVENT";

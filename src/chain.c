@@ -50,8 +50,8 @@
 #include "autora_audit.h"
 #include "chain.h"
 #include "encoding.h"
-#include "ledger.h"
-#include "restore.h"
+#include "objects.h"
+#include "restore_state.h"
 #include "writer.h"
 
 /* bitmap of the pages that may hold new entries (BRIN pages are lossy) */
@@ -209,7 +209,7 @@ HorizonFromSnapshot(Snapshot snap)
  * would have found.
  */
 static Relation
-OpenLedgerIndex(const LedgerOids *oids, const char *name, Oid heapoid, Oid amoid,
+OpenLedgerIndex(const AutoraOids *oids, const char *name, Oid heapoid, Oid amoid,
 				int nkeys, const AttrNumber *keys)
 {
 	Oid			indexoid = get_relname_relid(name, oids->namespace);
@@ -244,7 +244,7 @@ OpenLedgerIndex(const LedgerOids *oids, const char *name, Oid heapoid, Oid amoid
  * by CREATE DATABASE can step back after a crash in PostgreSQL 15.
  */
 static SealHorizon
-LastHorizon(const LedgerOids *oids, Relation blocks, Snapshot snap, int64 *last_block_id)
+LastHorizon(const AutoraOids *oids, Relation blocks, Snapshot snap, int64 *last_block_id)
 {
 	static const AttrNumber pkey[] = {BC_BLOCK_ID + 1};
 	Relation	index = OpenLedgerIndex(oids, "ledger_blocks_pkey", oids->blocks,
@@ -321,7 +321,7 @@ CompareSealItems(const void *a, const void *b)
  * BRIN pages are lossy, so every row read is checked against both horizons.
  */
 static void
-CollectNewEntries(const LedgerOids *oids, Snapshot snap, const SealHorizon *prev,
+CollectNewEntries(const AutoraOids *oids, Snapshot snap, const SealHorizon *prev,
 				  const SealHorizon *cur, HTAB *batches)
 {
 	static const AttrNumber idx_keys[] = {LC_ID + 1, LC_XID + 1};
@@ -465,7 +465,7 @@ MakeInt8Array(const uint64 *vals, int n)
 
 /* Writes one block of n entries of a tenant, chained to prev_hash. */
 static void
-WriteBlock(const LedgerOids *oids, const char *tenant, int64 *last_block_id,
+WriteBlock(const AutoraOids *oids, const char *tenant, int64 *last_block_id,
 		   int64 block_no, const SealItem *items, int64 n,
 		   uint8 prev_hash[LEDGER_HASH_LEN], const SealHorizon *cur)
 {
@@ -531,7 +531,7 @@ int64
 SealPending(void)
 {
 	static const AttrNumber chain_keys[] = {BC_TENANT_ID + 1, BC_BLOCK_NO + 1};
-	const LedgerOids *oids = LedgerGetOids(false);
+	const AutoraOids *oids = AutoraGetOids(false);
 	MemoryContext round_cxt;
 	MemoryContext old;
 	Snapshot	snap;

@@ -39,7 +39,7 @@
 
 #include "autora_audit.h"
 #include "context.h"
-#include "scope.h"
+#include "tenants.h"
 #include "token.h"
 
 /* GUC storage; the value of autora.context is the authoritative one */
@@ -482,10 +482,7 @@ ContextEstablish(const char *tenant, const char *actor, const char *role,
 	if (tenant != NULL && tenant[0] != '\0')
 	{
 		if (!TenantLookup(tenant, &group))
-			ereport(ERROR,
-					(errcode(ERRCODE_AUTORA_UNKNOWN),
-					 errmsg("unknown tenant \"%s\"", tenant),
-					 errhint("Register the store with autora.add_tenant() first.")));
+			UnknownTenantError(tenant);
 	}
 	else if (strcmp(scope, "platform") != 0)
 		ereport(ERROR,
@@ -599,17 +596,23 @@ autora_clear_context(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+void
+NoContextError(const char *detail, const char *hint)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_AUTORA_NO_CONTEXT),
+			 errmsg("no autora session context"),
+			 errdetail_internal("%s", detail),
+			 errhint("%s", hint ? hint : "Call autora.set_context(token) at the start of the transaction.")));
+}
+
 const AutoraContext *
 ContextRequired(void)
 {
 	const AutoraContext *ctx = ContextCurrent();
 
 	if (!ctx->present)
-		ereport(ERROR,
-				(errcode(ERRCODE_AUTORA_NO_CONTEXT),
-				 errmsg("no autora session context"),
-				 errdetail("This session has not identified its tenant and actor."),
-				 errhint("Call autora.set_context(token) at the start of the transaction.")));
+		NoContextError("This session has not identified its tenant and actor.", NULL);
 	return ctx;
 }
 

@@ -39,4 +39,10 @@ extern uint64 ContextGeneration(void);
 /* The context, or ZA001 when there is none. */
 extern const AutoraContext *ContextRequired(void);
 
+/*
+ * The one ZA001 error: no context where one is needed.  detail says what
+ * needed it; hint NULL gives the usual advice.
+ */
+extern void NoContextError(const char *detail, const char *hint) pg_attribute_noreturn();
+
 #endif							/* AUTORA_CONTEXT_H */

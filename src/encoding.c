@@ -33,15 +33,6 @@
 
 #include "encoding.h"
 
-const char *const LedgerColumnNames[LEDGER_NCOLUMNS] = {
-	"id", "format", "tenant_id", "seq", "xid", "ts", "stmt_ts",
-	"table_schema", "table_name", "op", "pk", "before", "after", "changed",
-	"actor_id", "actor_role", "db_session_user", "db_current_user",
-	"client_addr", "application_name", "user_agent", "endpoint", "method",
-	"request_id", "support_session", "event", "entity_type", "entity_id",
-	"metadata", "hash"
-};
-
 /* Seconds from the Unix epoch to the PostgreSQL epoch (2000-01-01). */
 #define UNIX_TO_POSTGRES_MICROS \
 	((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * USECS_PER_SEC)

@@ -49,9 +49,6 @@ typedef enum LedgerColumn
 	LEDGER_NCOLUMNS
 } LedgerColumn;
 
-/* Column names, for checking the table matches this build. */
-extern const char *const LedgerColumnNames[LEDGER_NCOLUMNS];
-
 /*
  * Hash of an entry from its column values (LC_HASH itself is ignored).
  * known_text, when given, holds for jsonb and inet columns the text this

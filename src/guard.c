@@ -66,7 +66,7 @@
 #include "autora_audit.h"
 #include "context.h"
 #include "guard.h"
-#include "ledger.h"
+#include "objects.h"
 #include "protected_ddl.h"
 #include "registry.h"
 #include "restore.h"
@@ -132,9 +132,9 @@ RefuseRegistry(const char *action, Oid relid)
 static bool
 IsRegistryRelation(Oid relid)
 {
-	const LedgerOids *oids;
+	const AutoraOids *oids;
 
-	if (!OidIsValid(relid) || (oids = LedgerGetOids(true)) == NULL)
+	if (!OidIsValid(relid) || (oids = AutoraGetOids(true)) == NULL)
 		return false;
 	return relid == oids->registry || relid == oids->registry_schemas ||
 		relid == oids->xid_base || relid == oids->restore_state;
@@ -144,7 +144,7 @@ IsRegistryRelation(Oid relid)
 static bool
 LedgerInTablespace(Oid tablespace, List *roles)
 {
-	const LedgerOids *oids = LedgerGetOids(true);
+	const AutoraOids *oids = AutoraGetOids(true);
 	Oid			rels[4];
 
 	if (oids == NULL)
@@ -180,7 +180,7 @@ LedgerInTablespace(Oid tablespace, List *roles)
 static bool
 LedgerHasEntries(void)
 {
-	const LedgerOids *oids = LedgerGetOids(true);
+	const AutoraOids *oids = AutoraGetOids(true);
 	Relation	rel;
 	TableScanDesc scan;
 	TupleTableSlot *slot;
@@ -214,7 +214,7 @@ RestoreAllowed(Oid relid)
 	if (!autora_restore_mode || !superuser())
 		return false;
 	/* the marker of a restore is autora's to write, never a dump's */
-	if (relid == LedgerGetOids(false)->restore_state)
+	if (relid == AutoraGetOids(false)->restore_state)
 		return false;
 	rel = table_open(relid, AccessShareLock);
 	slot = table_slot_create(rel, NULL);
@@ -224,7 +224,7 @@ RestoreAllowed(Oid relid)
 	ExecDropSingleTupleTableSlot(slot);
 	table_close(rel, AccessShareLock);
 	/* sealing waits for autora.restore_finish() (loading the xid base is a restore too) */
-	if (empty && (IsLedgerRelation(relid) || relid == LedgerGetOids(false)->xid_base))
+	if (empty && (IsLedgerRelation(relid) || relid == AutoraGetOids(false)->xid_base))
 		RestoreNoteLoad();
 	return empty;
 }
@@ -237,7 +237,7 @@ RestoreAllowed(Oid relid)
 static bool
 InAutoraSchema(Oid nsp)
 {
-	const LedgerOids *oids = LedgerGetOids(true);
+	const AutoraOids *oids = AutoraGetOids(true);
 
 	return oids != NULL && OidIsValid(nsp) && nsp == oids->namespace && !CreatingAutora() &&
 		!(autora_restore_mode && superuser());
@@ -314,7 +314,7 @@ IsLedgerOwnIndex(Oid relid)
 		"ledger_id_xid_idx", "ledger_blocks_pkey", "ledger_blocks_chain_key",
 		"pii_vault_entry_idx", "vault_key_pkey"
 	};
-	const LedgerOids *oids = LedgerGetOids(true);
+	const AutoraOids *oids = AutoraGetOids(true);
 	char	   *name;
 
 	if (oids == NULL || get_rel_relkind(relid) != RELKIND_INDEX ||
@@ -336,7 +336,7 @@ IsLedgerOwnIndex(Oid relid)
 static void
 GuardTiedToExtension(ObjectAddress address, Relation rel, const char *action)
 {
-	const LedgerOids *oids = LedgerGetOids(true);
+	const AutoraOids *oids = AutoraGetOids(true);
 	Oid			relid = InvalidOid;
 	bool		tied;
 
@@ -401,7 +401,7 @@ GuardDrop(DropStmt *stmt)
 					RefuseExtension("DROP EXTENSION autora_audit");
 				break;
 			case OBJECT_SCHEMA:
-				if (IsAutoraName(strVal(object), "autora") && LedgerGetOids(true) != NULL)
+				if (IsAutoraName(strVal(object), "autora") && AutoraGetOids(true) != NULL)
 					ereport(ERROR,
 							(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 							 errmsg("DROP SCHEMA autora is not allowed"),
@@ -445,7 +445,7 @@ GuardRename(RenameStmt *stmt)
 	switch (stmt->renameType)
 	{
 		case OBJECT_SCHEMA:
-			if (IsAutoraName(stmt->subname, "autora") && LedgerGetOids(true) != NULL)
+			if (IsAutoraName(stmt->subname, "autora") && AutoraGetOids(true) != NULL)
 				ereport(ERROR,
 						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 						 errmsg("renaming schema autora is not allowed"),
@@ -961,11 +961,8 @@ RequireContextFor(RangeTblEntry *rte)
 
 	if (ContextCurrent()->present || has_bypassrls_privilege(user) || IsAuditorReading(rte, user))
 		return;
-	ereport(ERROR,
-			(errcode(ERRCODE_AUTORA_NO_CONTEXT),
-			 errmsg("no autora session context for protected table \"%s\"", get_rel_name(rte->relid)),
-			 errdetail("Rows of protected tables are visible only to a session that has identified its tenant and actor."),
-			 errhint("Call autora.set_context(token) at the start of the transaction.")));
+	NoContextError(psprintf("Rows of protected table \"%s\" are visible only to a session that has identified its tenant and actor.",
+							get_rel_name(rte->relid)), NULL);
 }
 
 static void
@@ -1088,7 +1085,7 @@ autora_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 	if (access == OAT_DROP && classId == RelationRelationId && subId == 0 &&
 		!extension_drop_allowed && !IsBinaryUpgrade)
 	{
-		const LedgerOids *oids = LedgerGetOids(true);
+		const AutoraOids *oids = AutoraGetOids(true);
 
 		if (oids != NULL && (objectId == oids->ledger || objectId == oids->blocks ||
 							 objectId == oids->vault || objectId == oids->vault_key))
@@ -1100,7 +1097,7 @@ autora_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 	 * protected table is recognised by its autora triggers going.
 	 */
 	if (access == OAT_DROP && classId == TriggerRelationId &&
-		!extension_drop_allowed && !IsBinaryUpgrade && LedgerGetOids(true) != NULL)
+		!extension_drop_allowed && !IsBinaryUpgrade && AutoraGetOids(true) != NULL)
 	{
 		Oid			relid = AutoraTriggerRelation(objectId);
 
@@ -1112,7 +1109,7 @@ autora_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 
 	/* protected tables, their tenant column and policies, however dropped */
 	if (access == OAT_DROP && (classId == RelationRelationId || classId == PolicyRelationId) &&
-		!extension_drop_allowed && !IsBinaryUpgrade && LedgerGetOids(true) != NULL)
+		!extension_drop_allowed && !IsBinaryUpgrade && AutoraGetOids(true) != NULL)
 		ProtectedDropCheck(classId, objectId, subId);
 
 	if (access == OAT_FUNCTION_EXECUTE && !IsBinaryUpgrade)

@@ -9,23 +9,12 @@
  */
 #include "postgres.h"
 
-#include "access/genam.h"
 #include "access/htup_details.h"
-#include "access/table.h"
-#include "access/tableam.h"
 #include "access/xact.h"
-#include "catalog/index.h"
-#include "catalog/namespace.h"
-#include "catalog/pg_class.h"
-#include "catalog/pg_extension.h"
-#include "commands/extension.h"
 #include "commands/sequence.h"
-#include "executor/executor.h"
 #include "miscadmin.h"
-#include "nodes/makefuncs.h"
 #include "replication/origin.h"
 #include "utils/builtins.h"
-#include "utils/fmgroids.h"
 #include "utils/fmgrprotos.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
@@ -40,20 +29,12 @@
 #include "context.h"
 #include "encoding.h"
 #include "ledger.h"
-#include "restore.h"
+#include "objects.h"
+#include "restore_state.h"
 #include "sealer.h"
+#include "tenants.h"
 #include "vault.h"
 #include "writer.h"
-
-/* where the ledger relations are; also caches "not installed here" */
-typedef enum LedgerOidsState
-{
-	LEDGER_UNKNOWN,
-	LEDGER_ABSENT,
-	LEDGER_PRESENT
-} LedgerOidsState;
-static LedgerOids ledger_oids;
-static LedgerOidsState ledger_oids_state = LEDGER_UNKNOWN;
 
 /* tenant id -> its chain sequence */
 typedef struct TenantChain
@@ -63,16 +44,9 @@ typedef struct TenantChain
 } TenantChain;
 static HTAB *TenantChains = NULL;
 
-/* did this transaction append entries? (wakes the sealer at commit) */
-static bool entries_appended = false;
-
 static void
 LedgerRelcacheCallback(Datum arg, Oid relid)
 {
-	/* an absent extension may have been created: any change rechecks */
-	if (ledger_oids_state == LEDGER_ABSENT || !OidIsValid(relid) ||
-		relid == ledger_oids.ledger || relid == ledger_oids.blocks)
-		ledger_oids_state = LEDGER_UNKNOWN;
 	if (TenantChains != NULL)
 	{
 		HASH_SEQ_STATUS status;
@@ -85,141 +59,15 @@ LedgerRelcacheCallback(Datum arg, Oid relid)
 	}
 }
 
-static void
-LedgerXactCallback(XactEvent event, void *arg)
-{
-	switch (event)
-	{
-		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_PARALLEL_COMMIT:
-			if (entries_appended)
-				SealerWake();
-			entries_appended = false;
-			break;
-		case XACT_EVENT_ABORT:
-		case XACT_EVENT_PARALLEL_ABORT:
-			entries_appended = false;
-			break;
-		default:
-			break;
-	}
-}
-
 void
 LedgerInit(void)
 {
 	CacheRegisterRelcacheCallback(LedgerRelcacheCallback, (Datum) 0);
-	RegisterXactCallback(LedgerXactCallback, NULL);
-}
-
-static Oid
-RequireRelation(const char *name, Oid nsp)
-{
-	Oid			relid = get_relname_relid(name, nsp);
-
-	if (!OidIsValid(relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("autora_audit relation \"autora.%s\" is missing", name),
-				 errhint("Reinstall the extension with DROP EXTENSION / CREATE EXTENSION autora_audit.")));
-	return relid;
-}
-
-/*
- * The schema of the installed extension, from pg_extension (an index
- * lookup), or InvalidOid.  A schema's name proves nothing: in a database
- * without the extension its owner can create a schema named autora holding
- * tables and views of their own, which the sealer, running as superuser,
- * must never take for the ledger.  Only a superuser can install autora_audit.
- */
-static Oid
-ExtensionSchema(void)
-{
-	Relation	rel;
-	SysScanDesc scan;
-	ScanKeyData key;
-	HeapTuple	tup;
-	Oid			nsp = InvalidOid;
-
-	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ,
-				CStringGetDatum("autora_audit"));
-	rel = table_open(ExtensionRelationId, AccessShareLock);
-	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
-	if (HeapTupleIsValid(tup = systable_getnext(scan)))
-		nsp = ((Form_pg_extension) GETSTRUCT(tup))->extnamespace;
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
-	return nsp;
-}
-
-const LedgerOids *
-LedgerGetOids(bool missing_ok)
-{
-	Oid			nsp;
-
-	if (ledger_oids_state == LEDGER_UNKNOWN && IsTransactionState())
-	{
-		/* index and syscache lookups only: this runs for every statement's guard */
-		nsp = ExtensionSchema();
-		/* CREATE EXTENSION creates keys last: until then it is installing */
-		if (OidIsValid(nsp) && OidIsValid(get_relname_relid("ledger", nsp)) &&
-			!(creating_extension && !OidIsValid(get_relname_relid("keys", nsp))))
-		{
-			ledger_oids.namespace = nsp;
-			ledger_oids.ledger = RequireRelation("ledger", nsp);
-			ledger_oids.blocks = RequireRelation("ledger_blocks", nsp);
-			ledger_oids.id_seq = RequireRelation("ledger_id_seq", nsp);
-			ledger_oids.platform_seq = RequireRelation("chain_seq_platform", nsp);
-			ledger_oids.vault = RequireRelation("pii_vault", nsp);
-			ledger_oids.vault_key = RequireRelation("vault_key", nsp);
-			ledger_oids.tenants = RequireRelation("tenants", nsp);
-			ledger_oids.actor_roles = RequireRelation("actor_roles", nsp);
-			ledger_oids.keys = RequireRelation("keys", nsp);
-			ledger_oids.registry = RequireRelation("protected", nsp);
-			ledger_oids.registry_schemas = RequireRelation("protected_schemas", nsp);
-			ledger_oids.xid_base = RequireRelation("xid_base", nsp);
-			ledger_oids.restore_state = RequireRelation("restore_state", nsp);
-			ledger_oids_state = LEDGER_PRESENT;
-		}
-		else
-			ledger_oids_state = LEDGER_ABSENT;
-	}
-	if (ledger_oids_state == LEDGER_PRESENT)
-		return &ledger_oids;
-	if (!missing_ok)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("extension autora_audit is not installed in this database"),
-				 errhint("Run CREATE EXTENSION autora_audit.")));
-	return NULL;
-}
-
-bool
-CreatingAutora(void)
-{
-	return creating_extension &&
-		CurrentExtensionObject == get_extension_oid("autora_audit", true);
-}
-
-bool
-IsLedgerRelation(Oid relid)
-{
-	const LedgerOids *oids;
-	Oid			heap;
-
-	if (!OidIsValid(relid) || (oids = LedgerGetOids(true)) == NULL)
-		return false;
-	if (get_rel_relkind(relid) == RELKIND_INDEX)
-		heap = IndexGetRelation(relid, true);
-	else
-		heap = relid;
-	return heap == oids->ledger || heap == oids->blocks ||
-		heap == oids->vault || heap == oids->vault_key;
 }
 
 /* A tenant's chain sequence, named as autora._chain_seq_name() names it; or InvalidOid. */
 static Oid
-ChainSequenceByName(const char *tenant, const LedgerOids *oids)
+ChainSequenceByName(const char *tenant, const AutoraOids *oids)
 {
 	uint8		digest[LEDGER_HASH_LEN];
 	char		name[NAMEDATALEN];
@@ -239,7 +87,7 @@ ChainSequenceByName(const char *tenant, const LedgerOids *oids)
 int64
 ChainNumbered(const char *tenant)
 {
-	const LedgerOids *oids = LedgerGetOids(false);
+	const AutoraOids *oids = AutoraGetOids(false);
 	Oid			seq = tenant == NULL ? oids->platform_seq : ChainSequenceByName(tenant, oids);
 	HeapTuple	tup;
 	Oid			owner;
@@ -275,7 +123,7 @@ ChainNumbered(const char *tenant)
 
 /* The sequence numbering one tenant's chain; ZA004 for an unknown tenant. */
 static Oid
-TenantChainSequence(const char *tenant, const LedgerOids *oids)
+TenantChainSequence(const char *tenant, const AutoraOids *oids)
 {
 	TenantChain *chain;
 	bool		found;
@@ -305,11 +153,7 @@ TenantChainSequence(const char *tenant, const LedgerOids *oids)
 
 	seq = ChainSequenceByName(tenant, oids);
 	if (!OidIsValid(seq))
-		ereport(ERROR,
-				(errcode(ERRCODE_AUTORA_UNKNOWN),
-				 errmsg("unknown tenant \"%s\"", tenant),
-				 errdetail("Rows of protected tables must belong to a registered tenant."),
-				 errhint("Register the store with autora.add_tenant() first.")));
+		UnknownTenantError(tenant);
 	chain = hash_search(TenantChains, tenant, HASH_ENTER, &found);
 	chain->seq = seq;
 	return seq;
@@ -409,7 +253,7 @@ LedgerAppend(const LedgerRecord *rec)
 	static char session_role_name[NAMEDATALEN];
 	static Oid	current_role = InvalidOid;
 	static char current_role_name[NAMEDATALEN];
-	const LedgerOids *oids = LedgerGetOids(false);
+	const AutoraOids *oids = AutoraGetOids(false);
 	const AutoraContext *ctx = ContextCurrent();
 	Datum		values[LEDGER_NCOLUMNS];
 	bool		nulls[LEDGER_NCOLUMNS];
@@ -498,6 +342,6 @@ LedgerAppend(const LedgerRecord *rec)
 	if (rec->vault)
 		VaultStore(id, rec->tenant_id, rec->vault);
 
-	entries_appended = true;
+	SealerWakeAtCommit();
 	return id;
 }

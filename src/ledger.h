@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  * ledger.h
- *	  Appending entries to autora.ledger, and where the ledger relations are.
+ *	  Appending entries to autora.ledger.
  *-------------------------------------------------------------------------
  */
 #ifndef AUTORA_LEDGER_H
@@ -9,25 +9,6 @@
 #include "utils/array.h"
 #include "utils/jsonb.h"
 #include "utils/rel.h"
-
-/* The relations of the installed extension in this database. */
-typedef struct LedgerOids
-{
-	Oid			namespace;
-	Oid			ledger;
-	Oid			blocks;
-	Oid			id_seq;
-	Oid			platform_seq;
-	Oid			vault;
-	Oid			vault_key;
-	Oid			tenants;
-	Oid			actor_roles;
-	Oid			keys;
-	Oid			registry;		/* autora.protected */
-	Oid			registry_schemas;	/* autora.protected_schemas */
-	Oid			xid_base;		/* autora.xid_base (src/restore.c) */
-	Oid			restore_state;	/* autora.restore_state (src/restore.c) */
-} LedgerOids;
 
 /* What a capture or event supplies; ledger.c adds identity, time and hash. */
 typedef struct LedgerRecord
@@ -52,19 +33,6 @@ typedef struct LedgerRecord
 } LedgerRecord;
 
 extern void LedgerInit(void);
-
-/* NULL when the extension is not installed in this database (missing_ok). */
-extern const LedgerOids *LedgerGetOids(bool missing_ok);
-
-/*
- * Is autora_audit's own install (or update) script running?  Not merely
- * any CREATE EXTENSION: another extension's script, or an event trigger
- * it fires, gets no exemption from the guards.
- */
-extern bool CreatingAutora(void);
-
-/* Is relid a ledger relation (entries, blocks, PII vault, its key) or an index of one? */
-extern bool IsLedgerRelation(Oid relid);
 
 /* How far a chain's sequence has numbered entries; 0 if never (NULL: platform chain). */
 extern int64 ChainNumbered(const char *tenant);

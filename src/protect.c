@@ -33,6 +33,7 @@
 #include "autora_audit.h"
 #include "protected_ddl.h"
 #include "ledger.h"
+#include "objects.h"
 #include "registry.h"
 #include "writer.h"
 
@@ -505,7 +506,7 @@ RequireProtectableTable(Relation rel)
 				 errmsg("unlogged table \"%s\" cannot be protected", RelationGetRelationName(rel)),
 				 errdetail("A crash empties an unlogged table, and its rows would vanish without ledger entries."),
 				 errhint("Make it logged first: ALTER TABLE %s SET LOGGED.", RelationGetRelationName(rel))));
-	if (RelationGetNamespace(rel) == LedgerGetOids(false)->namespace ||
+	if (RelationGetNamespace(rel) == AutoraGetOids(false)->namespace ||
 		IsCatalogRelation(rel))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),

@@ -71,6 +71,7 @@
 
 #include "autora_audit.h"
 #include "ledger.h"
+#include "objects.h"
 #include "protected_ddl.h"
 #include "registry.h"
 #include "writer.h"
@@ -132,7 +133,7 @@ IsProtected(Oid relid)
 bool
 IsAutoraTriggerFunction(Oid funcid)
 {
-	const LedgerOids *oids = LedgerGetOids(true);
+	const AutoraOids *oids = AutoraGetOids(true);
 	char	   *name;
 
 	if (oids == NULL || get_func_namespace(funcid) != oids->namespace)
@@ -1054,7 +1055,7 @@ ProtectedDdlBegin(PlannedStmt *pstmt, const char *queryString,
 
 	memset(ddl, 0, sizeof(*ddl));
 	ddl->saved_altering_root = ddl_altering_root;
-	if (LedgerGetOids(true) == NULL)
+	if (AutoraGetOids(true) == NULL)
 		return;
 	ddl->parsetree = parsetree;
 	if (IsA(parsetree, AlterTableStmt))
@@ -1330,7 +1331,7 @@ ProtectedFunctionCheck(Oid funcid)
 	/* autora's own functions (its event trigger's) are trusted */
 	trusted = superuser_arg(proc->proowner) &&
 		(proc->provolatile != PROVOLATILE_VOLATILE || proc->pronargs == 0 ||
-		 proc->pronamespace == LedgerGetOids(false)->namespace);
+		 proc->pronamespace == AutoraGetOids(false)->namespace);
 	ReleaseSysCache(tup);
 	if (!trusted)
 		ereport(ERROR,

@@ -36,7 +36,7 @@
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
-#include "ledger.h"
+#include "objects.h"
 #include "registry.h"
 
 /* columns of autora.protected */
@@ -141,7 +141,7 @@ ParentsOf(Oid relid)
 static Oid
 FindRoot(Oid relid)
 {
-	const LedgerOids *oids = LedgerGetOids(true);
+	const AutoraOids *oids = AutoraGetOids(true);
 	Relation	registry;
 	Snapshot	snapshot;
 	List	   *level = list_make1_oid(relid);
@@ -230,7 +230,7 @@ NameArrayToList(Datum d)
 bool
 RegistryGetConfig(Oid root, ProtectedConfig *config)
 {
-	const LedgerOids *oids = LedgerGetOids(false);
+	const AutoraOids *oids = AutoraGetOids(false);
 	Relation	registry = table_open(oids->registry, AccessShareLock);
 	Snapshot	snapshot = RegistrySnapshot();
 	ScanKeyData key;
@@ -300,7 +300,7 @@ RegistrySameConfiguration(Oid a, Oid b)
 List *
 RegistryRoots(void)
 {
-	const LedgerOids *oids = LedgerGetOids(false);
+	const AutoraOids *oids = AutoraGetOids(false);
 	Relation	registry = table_open(oids->registry, AccessShareLock);
 	Snapshot	snapshot = RegistrySnapshot();
 	SysScanDesc scan = systable_beginscan(registry, InvalidOid, false, snapshot, 0, NULL);
@@ -324,7 +324,7 @@ RegistryRoots(void)
 void
 RegistryMergeMember(Oid relid)
 {
-	const LedgerOids *oids = LedgerGetOids(false);
+	const AutoraOids *oids = AutoraGetOids(false);
 	Relation	registry;
 	Snapshot	snapshot;
 	bool		registered;
@@ -349,7 +349,7 @@ RegistryMergeMember(Oid relid)
 void
 RegistryInvalidateTree(Oid root)
 {
-	const LedgerOids *oids = LedgerGetOids(false);
+	const AutoraOids *oids = AutoraGetOids(false);
 	ListCell   *lc;
 
 	foreach(lc, find_all_inheritors(root, NoLock, NULL))
@@ -378,7 +378,7 @@ RelationOwner(Oid relid)
 void
 RegistryExecute(const char *sql, int nargs, Oid *argtypes, Datum *values)
 {
-	const LedgerOids *oids = LedgerGetOids(false);
+	const AutoraOids *oids = AutoraGetOids(false);
 	Oid			save_user;
 	int			save_sec;
 	int			nestlevel;

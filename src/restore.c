@@ -1,25 +1,13 @@
 /*-------------------------------------------------------------------------
  * restore.c
- *	  Loading a dump (README, "Restore").  A superuser restores with
- *	  autora.restore_mode on, which lets the empty ledger relations be
- *	  loaded; the first such load marks a restore under way
- *	  (autora.restore_state, never dumped), and sealing waits until
- *	  autora.restore_finish(): a round between loading the entries and
- *	  loading their blocks would seal them all again, into other blocks.
- *
- * The ledger's xid space.  Seal horizons compare the transaction ids
- * entries record; a dump restored into a cluster whose transaction counter
- * is behind the source's would have new entries numbered below the loaded
- * horizons.  restore_finish() then sets a base (autora.xid_base, dumped
- * with the ledger) that the ledger adds to every FullTransactionId it
- * records, so that its xids keep rising across restores.
+ *	  The steps of a restore that write (README, "Restore"): the marker
+ *	  set by the first load of a ledger relation, and
+ *	  autora.restore_finish(), which ends the restore (restore_state.c
+ *	  explains both).
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include "access/heapam.h"
-#include "access/table.h"
-#include "access/tableam.h"
 #include "access/transam.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
@@ -30,92 +18,14 @@
 #include "utils/inval.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
-#include "utils/snapmgr.h"
 
-#include "chain.h"
 #include "encoding.h"
 #include "ledger.h"
+#include "objects.h"
 #include "registry.h"
 #include "restore.h"
+#include "restore_state.h"
 #include "writer.h"
-
-static bool xid_base_known = false;
-static uint64 xid_base = 0;
-static Oid	xid_base_relid = InvalidOid;	/* where it was read from */
-
-static void
-RestoreRelcacheCallback(Datum arg, Oid relid)
-{
-	if (!OidIsValid(relid) || relid == xid_base_relid)
-		xid_base_known = false;
-}
-
-void
-RestoreInit(void)
-{
-	CacheRegisterRelcacheCallback(RestoreRelcacheCallback, (Datum) 0);
-}
-
-/* Calls fn on every row of a small autora table; returns how many there were. */
-static int64
-ScanRows(Oid relid, void (*fn) (TupleTableSlot *slot, void *arg), void *arg)
-{
-	Relation	rel = table_open(relid, AccessShareLock);
-	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
-	TupleTableSlot *slot = table_slot_create(rel, NULL);
-	TableScanDesc scan = table_beginscan(rel, snapshot, 0, NULL);
-	int64		n = 0;
-
-	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
-	{
-		if (fn)
-			fn(slot, arg);
-		n++;
-	}
-	table_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	UnregisterSnapshot(snapshot);
-	table_close(rel, AccessShareLock);
-	return n;
-}
-
-static void
-ReadBase(TupleTableSlot *slot, void *arg)
-{
-	bool		isnull;
-	Datum		d = slot_getattr(slot, 1, &isnull);
-
-	if (!isnull)
-		*(uint64 *) arg = Max(*(uint64 *) arg, (uint64) DatumGetInt64(d));
-}
-
-uint64
-RestoreXidBase(void)
-{
-	const LedgerOids *oids;
-	uint64		base = 0;
-
-	if (xid_base_known)
-		return xid_base;
-	oids = LedgerGetOids(false);
-	(void) ScanRows(oids->xid_base, ReadBase, &base);
-	/* horizons are compared as signed bigints too: far below their limit */
-	if (base >= UINT64CONST(1) << 62)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("the ledger's xid base " UINT64_FORMAT " is out of range", base),
-				 errhint("autora.xid_base is set only by autora.restore_finish(); compare it with the source of the last restore.")));
-	xid_base = base;
-	xid_base_relid = oids->xid_base;
-	xid_base_known = true;
-	return xid_base;
-}
-
-bool
-RestoreUnderWay(void)
-{
-	return ScanRows(LedgerGetOids(false)->restore_state, NULL, NULL) > 0;
-}
 
 void
 RestoreNoteLoad(void)
@@ -159,7 +69,7 @@ PG_FUNCTION_INFO_V1(autora_restore_finish);
 Datum
 autora_restore_finish(PG_FUNCTION_ARGS)
 {
-	const LedgerOids *oids = LedgerGetOids(false);
+	const AutoraOids *oids = AutoraGetOids(false);
 	LoadedLedger loaded = {0};
 	uint64		next;
 	uint64		base = RestoreXidBase();

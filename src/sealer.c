@@ -61,7 +61,7 @@
 
 #include "autora_audit.h"
 #include "chain.h"
-#include "ledger.h"
+#include "objects.h"
 #include "sealer.h"
 #include "summarize.h"
 
@@ -127,6 +127,9 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 int			autora_sealer_idle_timeout_ms = 10000;
 
+/* did this transaction append entries?  (SealerXactCallback wakes the sealer) */
+static bool wake_at_commit = false;
+
 PGDLLEXPORT void autora_sealer_launcher_main(Datum arg);
 PGDLLEXPORT void autora_sealer_main(Datum arg);
 
@@ -185,10 +188,14 @@ FillWorker(BackgroundWorker *w, const char *function, const char *name)
 	strlcpy(w->bgw_type, name, BGW_MAXLEN);
 }
 
+static void SealerXactCallback(XactEvent event, void *arg);
+
 void
 SealerInit(void)
 {
 	BackgroundWorker launcher;
+
+	RegisterXactCallback(SealerXactCallback, NULL);
 
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = SealerShmemRequest;
@@ -271,6 +278,34 @@ FindOrAddSlot(Oid dboid)
 }
 
 /* --- what backends call ----------------------------------------------------- */
+
+void
+SealerWakeAtCommit(void)
+{
+	wake_at_commit = true;
+}
+
+/* Only a commit wakes the sealer: an aborted transaction's entries are gone. */
+static void
+SealerXactCallback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			if (wake_at_commit)
+				SealerWake();
+			wake_at_commit = false;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			wake_at_commit = false;
+			break;
+		default:
+			break;
+	}
+}
 
 /*
  * After a commit that appended entries.  Common case, without the lock: the
@@ -934,7 +969,7 @@ SealRound(void)
 	PG_TRY();
 	{
 		BeginWork("autora: sealing ledger entries");
-		installed = LedgerGetOids(true) != NULL;
+		installed = AutoraGetOids(true) != NULL;
 		if (installed)
 			sealed = SealPending();
 		EndWork();
@@ -1109,7 +1144,7 @@ autora_seal(PG_FUNCTION_ARGS)
 				 errmsg("cannot seal the ledger on a hot standby"),
 				 errdetail("Sealing is the primary's job; its blocks reach the standby by replication."),
 				 errhint("Call autora.seal() on the primary; autora.verify() works here.")));
-	(void) LedgerGetOids(false);
+	(void) AutoraGetOids(false);
 
 	LWLockAcquire(sealer->lock, LW_EXCLUSIVE);
 	slot = FindOrAddSlot(MyDatabaseId);

@@ -13,6 +13,9 @@ extern int	autora_sealer_idle_timeout_ms;
 /* Registers shared memory and the launcher; only from _PG_init when preloaded. */
 extern void SealerInit(void);
 
+/* This transaction appended entries: wake the sealer when it commits. */
+extern void SealerWakeAtCommit(void);
+
 /* After a commit that appended entries: make sure this database gets sealed. */
 extern void SealerWake(void);
 

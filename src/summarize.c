@@ -25,7 +25,7 @@
 #include "utils/fmgrprotos.h"
 #include "utils/rel.h"
 
-#include "ledger.h"
+#include "objects.h"
 #include "summarize.h"
 
 #define MAX_INDEXES 8
@@ -99,7 +99,7 @@ SummarizeFilledRanges(Oid heapoid)
 void
 SummarizeLedgerIndexes(void)
 {
-	const LedgerOids *oids = LedgerGetOids(true);
+	const AutoraOids *oids = AutoraGetOids(true);
 
 	if (oids == NULL)
 		return;

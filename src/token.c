@@ -34,7 +34,7 @@
 
 #include "autora_audit.h"
 #include "encoding.h"
-#include "ledger.h"
+#include "objects.h"
 #include "token.h"
 
 typedef struct Bytes
@@ -393,7 +393,7 @@ typedef struct TokenKey
 static bool
 FindKey(const char *kid, const char *alg, TokenKey *found)
 {
-	const LedgerOids *oids = LedgerGetOids(false);
+	const AutoraOids *oids = AutoraGetOids(false);
 	Relation	rel = table_open(oids->keys, AccessShareLock);
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
 	TableScanDesc scan = table_beginscan(rel, GetLatestSnapshot(), 0, NULL);

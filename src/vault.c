@@ -30,7 +30,7 @@
 #include "storage/proc.h"
 #include "utils/snapmgr.h"
 
-#include "ledger.h"
+#include "objects.h"
 #include "vault.h"
 #include "writer.h"
 
@@ -112,7 +112,7 @@ ReadKey(Oid relid, Snapshot snapshot)
  * one key instead of making two; this happens once per database.
  */
 static bytea *
-GetOrCreateKey(const LedgerOids *oids)
+GetOrCreateKey(const AutoraOids *oids)
 {
 	bytea	   *key = ReadKey(oids->vault_key, GetActiveSnapshot());
 	Datum		values[2];
@@ -148,7 +148,7 @@ GetOrCreateKey(const LedgerOids *oids)
 
 /* Absorbs the database's PII key into the two pad states. */
 static void
-LoadKey(const LedgerOids *oids)
+LoadKey(const AutoraOids *oids)
 {
 	bytea	   *key = GetOrCreateKey(oids);
 	unsigned char pad[HMAC_BLOCK_LEN];
@@ -177,7 +177,7 @@ LoadKey(const LedgerOids *oids)
 char *
 VaultDigest(const char *value)
 {
-	const LedgerOids *oids = LedgerGetOids(false);
+	const AutoraOids *oids = AutoraGetOids(false);
 	SHA256_CTX	ctx;
 	unsigned char inner[SHA256_DIGEST_LENGTH];
 	unsigned char out[SHA256_DIGEST_LENGTH];
@@ -205,7 +205,7 @@ VaultDigest(const char *value)
 void
 VaultStore(int64 entry_id, const char *tenant_id, Jsonb *clear)
 {
-	const LedgerOids *oids = LedgerGetOids(false);
+	const AutoraOids *oids = AutoraGetOids(false);
 	Datum		values[3];
 	bool		nulls[3] = {false, false, false};
 

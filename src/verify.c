@@ -35,8 +35,9 @@
 #include "chain.h"
 #include "encoding.h"
 #include "ledger.h"
-#include "restore.h"
-#include "scope.h"
+#include "objects.h"
+#include "restore_state.h"
+#include "tenants.h"
 #include "writer.h"
 
 typedef struct BlockInfo
@@ -976,7 +977,7 @@ AddRegisteredTenants(VerifyState *vs)
 {
 	ListCell   *lc;
 
-	foreach(lc, TenantsOfGroup(NULL, true))
+	foreach(lc, AllTenants())
 	{
 		if (TenantWanted(vs, lfirst(lc)))
 			(void) TenantIndex(vs, lfirst(lc));
@@ -999,7 +1000,7 @@ Datum
 autora_verify(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	const LedgerOids *oids = LedgerGetOids(false);
+	const AutoraOids *oids = AutoraGetOids(false);
 	VerifyState vs = {0};
 	bool		restoring;
 	HASHCTL		ctl;
@@ -1033,17 +1034,7 @@ autora_verify(PG_FUNCTION_ARGS)
 
 	AddRegisteredTenants(&vs);
 	if (vs.only != NULL && vs.nreports == 0)
-	{
-		/* the argument is the caller's: a long one is not repeated whole */
-		int			len = strlen(vs.only);
-		char	   *shown = len <= 64 ? pstrdup(vs.only) :
-			psprintf("%s...", pnstrdup(vs.only, pg_mbcliplen(vs.only, len, 64)));
-
-		ereport(ERROR,
-				(errcode(ERRCODE_AUTORA_UNKNOWN),
-				 errmsg("unknown tenant \"%s\"", shown),
-				 errhint("See autora.tenants for the registered tenants.")));
-	}
+		UnknownTenantError(vs.only);
 
 	CheckUniqueIds(&vs);
 	for (int i = 0; i < vs.nreports; i++)

@@ -189,27 +189,14 @@ PushColumnValue(JsonbParseState **state, CapturedColumn *col, Datum value, bool 
 }
 
 /*
- * Which PII values of a row go to the vault, and their digests.  An UPDATE
- * keeps the clear values of the PII columns it changes only: the others
- * were kept by the entry that set them (or are still in the table, for a row
- * older than protect()), and their digest is the same in both images.
- */
-typedef struct PiiPlan
-{
-	const bool *changed;		/* by column index; NULL: every PII value */
-	char	  **digests;		/* UPDATE: by column index, filled by the before image */
-} PiiPlan;
-
-/*
  * jsonb object of the given columns (indexes into info->columns, in jsonb
  * key order) of a row.
- * PII columns appear as their keyed digest; when clear is given, the clear
- * text of those the plan keeps is pushed there as well, as members of an
- * object under construction.
+ * PII columns appear as their keyed digest; when clear is given, their clear
+ * text is pushed there as well, as members of an object under construction.
  */
 static Jsonb *
 RowToJsonb(RelInfo *info, const int *cols, int ncols, Datum *values, bool *nulls,
-		   PiiPlan *plan, JsonbParseState **clear, char **text)
+		   JsonbParseState **clear, char **text)
 {
 	JsonbParseState *state = NULL;
 	JsonbValue *res;
@@ -224,20 +211,10 @@ RowToJsonb(RelInfo *info, const int *cols, int ncols, Datum *values, bool *nulls
 		PushString(&state, WJB_KEY, col->name);
 		if (col->pii && !nulls[att])
 		{
-			bool		keep = plan == NULL || plan->changed == NULL || plan->changed[ci];
-			char	  **reuse = (plan && plan->digests) ? &plan->digests[ci] : NULL;
-			char	   *clear_text = NULL;
-			char	   *digest = (reuse && !keep) ? *reuse : NULL;
+			char	   *clear_text = OutputFunctionCall(&col->output, values[att]);
 
-			if (digest == NULL)
-			{
-				clear_text = OutputFunctionCall(&col->output, values[att]);
-				digest = VaultDigest(clear_text);
-				if (reuse)
-					*reuse = digest;
-			}
-			PushString(&state, WJB_VALUE, digest);
-			if (clear && keep)
+			PushString(&state, WJB_VALUE, VaultDigest(clear_text));
+			if (clear)
 			{
 				PushString(clear, WJB_KEY, col->name);
 				PushString(clear, WJB_VALUE, clear_text);
@@ -252,19 +229,22 @@ RowToJsonb(RelInfo *info, const int *cols, int ncols, Datum *values, bool *nulls
 	return JsonbValueToJsonb(res);
 }
 
-/* Whether the plan keeps any clear PII value of this entry. */
+/* Does any of the given columns hold PII? */
 static bool
-KeepsPii(RelInfo *info, const PiiPlan *plan)
+AnyPii(RelInfo *info, const int *cols, int ncols)
 {
-	for (int i = 0; i < info->ncolumns; i++)
-		if (info->columns[i].pii && (plan->changed == NULL || plan->changed[i]))
+	for (int i = 0; i < ncols; i++)
+		if (info->columns[cols[i]].pii)
 			return true;
 	return false;
 }
 
-/* Row image for before/after; its kept PII clear values go under key in vault. */
+/*
+ * Row image of the given columns for before/after; the clear values of its
+ * PII columns go under key in vault.
+ */
 static Jsonb *
-RowImage(RelInfo *info, Datum *values, bool *nulls, PiiPlan *plan,
+RowImage(RelInfo *info, const int *cols, int ncols, Datum *values, bool *nulls,
 		 JsonbParseState **vault, const char *key, char **text)
 {
 	Jsonb	   *image;
@@ -274,8 +254,7 @@ RowImage(RelInfo *info, Datum *values, bool *nulls, PiiPlan *plan,
 		PushString(vault, WJB_KEY, key);
 		pushJsonbValue(vault, WJB_BEGIN_OBJECT, NULL);
 	}
-	image = RowToJsonb(info, info->json_order, info->ncolumns, values, nulls, plan,
-					   *vault ? vault : NULL, text);
+	image = RowToJsonb(info, cols, ncols, values, nulls, *vault ? vault : NULL, text);
 	if (*vault)
 		pushJsonbValue(vault, WJB_END_OBJECT, NULL);
 	return image;
@@ -292,13 +271,15 @@ TenantOfRow(RelInfo *info, Datum *values, bool *nulls)
 }
 
 /*
- * Names of captured columns whose value differs between two row versions;
- * changed[i] says the same by column index.
+ * The captured columns whose stored value differs between two row versions:
+ * their names in table column order (the entry's changed), NULL when none;
+ * and in *cols, their indexes in jsonb key order (the images'), *ncols many.
  */
 static ArrayType *
 ChangedColumns(RelInfo *info, Datum *oldv, bool *oldn, Datum *newv, bool *newn,
-			   bool *changed)
+			   int *cols, int *ncols)
 {
+	bool	   *changed = palloc(sizeof(bool) * Max(info->ncolumns, 1));
 	Datum	   *names = palloc(sizeof(Datum) * Max(info->ncolumns, 1));
 	int			n = 0;
 
@@ -306,16 +287,18 @@ ChangedColumns(RelInfo *info, Datum *oldv, bool *oldn, Datum *newv, bool *newn,
 	{
 		CapturedColumn *col = &info->columns[i];
 		int			att = col->attnum - 1;
-		bool		same;
 
 		if (oldn[att] || newn[att])
-			same = oldn[att] && newn[att];
+			changed[i] = !(oldn[att] && newn[att]);
 		else
-			same = datum_image_eq(oldv[att], newv[att], col->typbyval, col->typlen);
-		changed[i] = !same;
-		if (!same)
+			changed[i] = !datum_image_eq(oldv[att], newv[att], col->typbyval, col->typlen);
+		if (changed[i])
 			names[n++] = CStringGetTextDatum(col->name);
 	}
+	*ncols = 0;
+	for (int i = 0; i < info->ncolumns; i++)
+		if (changed[info->json_order[i]])
+			cols[(*ncols)++] = info->json_order[i];
 	if (n == 0)
 		return NULL;
 	return construct_array(names, n, TEXTOID, -1, false, TYPALIGN_INT);
@@ -345,7 +328,7 @@ RequireContextTenant(RelInfo *info, const char *row_tenant)
 		(ctx->tenant == NULL || strcmp(row_tenant, ctx->tenant) != 0))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("row of \"%s\" does not belong to the context tenant", info->name),
+				 errmsg("row of \"%s\" does not belong to the context tenant", info->relname),
 				 errdetail("Rows may only be written for the tenant of the session context."),
 				 errhint("Leave the tenant column empty to have it filled from the context.")));
 }
@@ -364,7 +347,7 @@ RequireActor(RelInfo *info)
 	if (ContextCurrent()->present || has_bypassrls_privilege(GetUserId()))
 		return;
 	NoContextError(psprintf("The context ended before the change of a row of \"%s\" was recorded, so the entry would name no actor.",
-							info->name),
+							info->relname),
 				   "Keep the context until the statement ends; end it with autora.clear_context() afterwards.");
 }
 
@@ -376,7 +359,7 @@ RequireSameTenant(RelInfo *info, const char *old_tenant, const char *new_tenant)
 		(old_tenant != NULL && strcmp(old_tenant, new_tenant) != 0))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("cannot move a row of \"%s\" to another tenant", info->name),
+				 errmsg("cannot move a row of \"%s\" to another tenant", info->relname),
 				 errdetail("The tenant column of a protected table cannot be changed."),
 				 errhint("Delete the row in one tenant's context and insert it in the other's.")));
 }
@@ -399,7 +382,8 @@ autora_capture_row(PG_FUNCTION_ARGS)
 	bool	   *oldn = NULL,
 			   *newn = NULL;
 	JsonbParseState *vault = NULL;
-	PiiPlan		plan = {0};
+	const int  *cols;			/* the columns of before/after, in jsonb key order */
+	int			ncols;
 
 	RequireTrigger(fcinfo, "capture_row");
 	trigdata = (TriggerData *) fcinfo->context;
@@ -449,34 +433,36 @@ autora_capture_row(PG_FUNCTION_ARGS)
 	rec.tenant_id = newtup ? TenantOfRow(info, newv, newn) : TenantOfRow(info, oldv, oldn);
 	RequireContextTenant(info, rec.tenant_id);
 	RequireActor(info);
+	/* INSERT and DELETE: the whole row; UPDATE: the columns it changed */
+	cols = info->json_order;
+	ncols = info->ncolumns;
 	if (oldtup && newtup)
 	{
-		bool	   *changed = palloc(sizeof(bool) * Max(info->ncolumns, 1));
+		int		   *changed = palloc(sizeof(int) * Max(info->ncolumns, 1));
 
 		RequireSameTenant(info, TenantOfRow(info, oldv, oldn), rec.tenant_id);
-		rec.changed = ChangedColumns(info, oldv, oldn, newv, newn, changed);
+		rec.changed = ChangedColumns(info, oldv, oldn, newv, newn, changed, &ncols);
 		if (rec.changed == NULL && autora_skip_noop_updates)
 			return PointerGetDatum(NULL);
 		if (rec.changed == NULL)
 			rec.changed = construct_empty_array(TEXTOID);
-		plan.changed = changed;
-		/* an unchanged PII value has one digest for both images */
-		plan.digests = palloc0(sizeof(char *) * Max(info->ncolumns, 1));
+		cols = changed;
 	}
 
-	rec.table_schema = info->schema;
-	rec.table_name = info->name;
+	rec.table_schema = info->root_schema;
+	rec.table_name = info->root_name;
+	rec.metadata = info->row_metadata;
 	if (info->npk > 0)
-		rec.pk = newtup ? RowToJsonb(info, info->pk, info->npk, newv, newn, NULL, NULL, &rec.pk_text)
-			: RowToJsonb(info, info->pk, info->npk, oldv, oldn, NULL, NULL, &rec.pk_text);
+		rec.pk = newtup ? RowToJsonb(info, info->pk, info->npk, newv, newn, NULL, &rec.pk_text)
+			: RowToJsonb(info, info->pk, info->npk, oldv, oldn, NULL, &rec.pk_text);
 
-	/* kept clear PII values go to the vault as {"before": {...}, "after": {...}} */
-	if (KeepsPii(info, &plan))
+	/* the images' clear PII values go to the vault as {"before": {...}, "after": {...}} */
+	if (AnyPii(info, cols, ncols))
 		pushJsonbValue(&vault, WJB_BEGIN_OBJECT, NULL);
 	if (oldtup)
-		rec.before = RowImage(info, oldv, oldn, &plan, &vault, "before", &rec.before_text);
+		rec.before = RowImage(info, cols, ncols, oldv, oldn, &vault, "before", &rec.before_text);
 	if (newtup)
-		rec.after = RowImage(info, newv, newn, &plan, &vault, "after", &rec.after_text);
+		rec.after = RowImage(info, cols, ncols, newv, newn, &vault, "after", &rec.after_text);
 	if (vault)
 		rec.vault = JsonbValueToJsonb(pushJsonbValue(&vault, WJB_END_OBJECT, NULL));
 
@@ -521,12 +507,12 @@ autora_stamp_tenant(PG_FUNCTION_ARGS)
 		int			cols[1];
 
 		if (!ctx->present)
-			NoContextError(psprintf("The new row of \"%s\" gets its tenant from the session context.", info->name),
+			NoContextError(psprintf("The new row of \"%s\" gets its tenant from the session context.", info->relname),
 						   NULL);
 		if (ctx->tenant == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_AUTORA_NO_CONTEXT),
-					 errmsg("no tenant to stamp on the new row of \"%s\"", info->name),
+					 errmsg("no tenant to stamp on the new row of \"%s\"", info->relname),
 					 errdetail("The session context has platform scope and no tenant."),
 					 errhint("Give the tenant column a value, or set a context for the store.")));
 		/* '09101' would become the bigint 9101, which is tenant '9101' */
@@ -534,7 +520,7 @@ autora_stamp_tenant(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					 errmsg("context tenant \"%s\" is not a value of column \"%s\" of \"%s\"",
-							ctx->tenant, get_attname(RelationGetRelid(rel), attnum, false), info->name),
+							ctx->tenant, get_attname(RelationGetRelid(rel), attnum, false), info->relname),
 					 errdetail("Tenant ids must be written in the column type's own text form, e.g. 101 for bigint."),
 					 errhint("Use a tenant whose id fits the column, or register ids in that form.")));
 		/* the column's own input: a domain's checks, a varchar's length */
@@ -631,7 +617,7 @@ autora_capture_truncate(PG_FUNCTION_ARGS)
 	if (!autora_allow_truncate)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("TRUNCATE of protected table \"%s\" is not allowed", info->name),
+				 errmsg("TRUNCATE of protected table \"%s\" is not allowed", info->relname),
 				 errdetail("TRUNCATE ignores row level security and would remove every tenant's rows."),
 				 errhint("DELETE the rows in each tenant's context, or have a superuser set autora.allow_truncate = on.")));
 
@@ -661,10 +647,15 @@ autora_capture_truncate(PG_FUNCTION_ARGS)
 		pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 		PushString(&state, WJB_KEY, "rows");
 		PushNumeric(&state, int64_to_numeric(sorted[i].rows));
+		if (info->partition)
+		{
+			PushString(&state, WJB_KEY, "partition");
+			PushJsonb(&state, info->partition);
+		}
 		rec.metadata = JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
 		rec.tenant_id = sorted[i].tenant[0] ? sorted[i].tenant : NULL;
-		rec.table_schema = info->schema;
-		rec.table_name = info->name;
+		rec.table_schema = info->root_schema;
+		rec.table_name = info->root_name;
 		rec.op = "TRUNCATE";
 		(void) LedgerAppend(&rec);
 	}

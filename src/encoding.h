@@ -11,7 +11,7 @@
 #include "utils/jsonb.h"
 
 #define LEDGER_HASH_LEN 32
-#define LEDGER_FORMAT_VERSION 1
+#define LEDGER_FORMAT_VERSION 2
 
 /* Columns of autora.ledger, in table order (attnum - 1). */
 typedef enum LedgerColumn

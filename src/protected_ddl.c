@@ -1176,6 +1176,15 @@ ProtectedDdlDone(ProtectedDdl *ddl)
 	MergeAttachedRegistrations(ddl->parsetree);
 	if (ddl->registry != NULL)
 		RegistryFollowColumns(ddl->registry);
+	/* the members of a renamed or moved tree record their entries under its new name */
+	if (IsA(ddl->parsetree, RenameStmt) || IsA(ddl->parsetree, AlterObjectSchemaStmt))
+		foreach(lc, ddl->targets)
+		{
+			Oid			root = RegistryRootOf(lfirst_oid(lc));
+
+			if (OidIsValid(root))
+				RegistryInvalidateTree(root);
+		}
 	/* an index built over no row evaluated nothing: its code is checked here */
 	foreach(lc, ddl->targets)
 		if (get_rel_relkind(lfirst_oid(lc)) != '\0')

@@ -247,6 +247,44 @@ RequireTenantType(Relation rel, Form_pg_attribute att)
 				 errhint("A tenant column is text, varchar, uuid, integer or bigint.")));
 }
 
+static void
+PushString(JsonbParseState **state, JsonbIteratorToken seq, const char *s)
+{
+	JsonbValue	v;
+
+	v.type = jbvString;
+	v.val.string.val = (char *) s;
+	v.val.string.len = strlen(s);
+	pushJsonbValue(state, seq, &v);
+}
+
+/*
+ * A member of a registered tree records its changes under the root's name
+ * (SPEC: one history per table, however it is partitioned), and itself in
+ * the entry's metadata.
+ */
+static void
+NamePartition(RelInfo *info, Relation rel)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue	v;
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	PushString(&state, WJB_KEY, "name");
+	PushString(&state, WJB_VALUE, RelationGetRelationName(rel));
+	PushString(&state, WJB_KEY, "schema");
+	PushString(&state, WJB_VALUE, get_namespace_name(RelationGetNamespace(rel)));
+	info->partition = JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	PushString(&state, WJB_KEY, "partition");
+	v.type = jbvBinary;
+	v.val.binary.data = &info->partition->root;
+	v.val.binary.len = VARSIZE(info->partition) - VARHDRSZ;
+	pushJsonbValue(&state, WJB_VALUE, &v);
+	info->row_metadata = JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
+}
+
 /*
  * Builds the capture metadata of a protected relation from the registry
  * entry of its root: the trigger that fired is not trusted to say which
@@ -280,8 +318,12 @@ RelInfoBuild(RelInfo *info, Relation rel)
 	pii = config.pii_columns;
 	excluded = config.exclude_columns;
 
-	info->schema = get_namespace_name(RelationGetNamespace(rel));
-	info->name = pstrdup(RelationGetRelationName(rel));
+	info->relname = pstrdup(RelationGetRelationName(rel));
+	info->root_schema = get_namespace_name(get_rel_namespace(root));
+	info->root_name = get_rel_name(root);
+	info->partition = info->row_metadata = NULL;
+	if (root != RelationGetRelid(rel))
+		NamePartition(info, rel);
 
 	info->columns = palloc0(sizeof(CapturedColumn) * desc->natts);
 	info->ncolumns = 0;

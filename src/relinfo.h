@@ -9,6 +9,7 @@
 #include "access/attnum.h"
 #include "commands/trigger.h"
 #include "fmgr.h"
+#include "utils/jsonb.h"
 #include "utils/rel.h"
 
 /* how a column's value becomes a jsonb value */
@@ -44,8 +45,14 @@ typedef struct RelInfo
 	Oid			relid;
 	bool		valid;
 	MemoryContext mcxt;
-	char	   *schema;
-	char	   *name;
+	char	   *relname;		/* the relation's own name, for messages */
+	/* the registered (root) table: entries of its members are named after it */
+	char	   *root_schema;
+	char	   *root_name;
+	/* a partition or inheritance child: {"schema": ..., "name": ...} of itself */
+	Jsonb	   *partition;
+	/* and its entries' metadata, {"partition": {...}}; both NULL for the root */
+	Jsonb	   *row_metadata;
 	/* captured columns (not dropped, not excluded), in attnum order */
 	int			ncolumns;
 	CapturedColumn *columns;

@@ -126,10 +126,10 @@ SELECT is((SELECT count(DISTINCT tenant_id) FROM autora.ledger
             WHERE table_name IN ('mx_text', 'mx_uuid', 'mx_int', 'mx_bigint')),
           4::bigint, 'each table''s entries went to its own tenant''s chain');
 SELECT is((SELECT array_agg(DISTINCT jsonb_typeof(after->'store') ORDER BY jsonb_typeof(after->'store'))
-             FROM autora.ledger WHERE table_name IN ('mx_int', 'mx_bigint') AND after IS NOT NULL),
+             FROM autora.ledger WHERE table_name IN ('mx_int', 'mx_bigint') AND after ? 'store'),
           ARRAY['number'], 'integer and bigint tenants are recorded as JSON numbers');
 SELECT is((SELECT array_agg(DISTINCT jsonb_typeof(after->'tenant_id') ORDER BY jsonb_typeof(after->'tenant_id'))
-             FROM autora.ledger WHERE table_name IN ('mx_text', 'mx_uuid') AND after IS NOT NULL),
+             FROM autora.ledger WHERE table_name IN ('mx_text', 'mx_uuid') AND after ? 'tenant_id'),
           ARRAY['string'], 'text and uuid tenants are recorded as JSON strings');
 -- a context tenant that is not valid for the column type is refused, not stamped
 DO $$ BEGIN PERFORM autora.set_context_trusted('store-a', 'u-x', 'sales'); END $$;

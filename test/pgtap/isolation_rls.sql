@@ -271,8 +271,9 @@ SELECT is(iso.ids('iso.ih'), '1,2,3', 'honest: the parent shows iso-a''s rows of
 SELECT is((SELECT count(*) FROM iso.ih_c1 WHERE tenant_id = 'iso-b'), 0::bigint,
     'child inheriting before protect, queried directly: no iso-b rows');
 RESET ROLE;
-SELECT is((SELECT count(*) FROM autora.ledger WHERE table_schema = 'iso' AND table_name = 'ih_c1' AND op = 'INSERT'),
-    2::bigint, 'writes to a child table that protect() put under RLS are captured in the ledger');
+SELECT is((SELECT count(*) FROM autora.ledger WHERE table_schema = 'iso' AND table_name = 'ih' AND op = 'INSERT'
+              AND metadata->'partition' = '{"schema": "iso", "name": "ih_c1"}'),
+    2::bigint, 'writes to a child table that protect() put under RLS are captured in the ledger, under the parent''s name');
 SELECT is((SELECT relforcerowsecurity FROM pg_class WHERE oid = 'iso.ih_c2'::regclass), true,
     'a plain inheritance child created after protect() of its parent is protected too');
 SET ROLE iso_app;

@@ -158,8 +158,9 @@ SELECT is((SELECT count(*) FROM pg_policy WHERE polrelid = 'sc.filled'::regclass
           4::bigint, 'the attached partition got the autora policies');
 SELECT sc.ctx('sc-b');
 INSERT INTO sc.porders (id, tenant_id, v) VALUES (7, 'sc-b', 'routed');
-SELECT is((SELECT count(*) FROM autora.ledger WHERE table_name = 'filled' AND op = 'INSERT'), 1::bigint,
-          'a row routed to the attached partition is captured');
+SELECT is((SELECT count(*) FROM autora.ledger WHERE table_name = 'porders' AND op = 'INSERT'
+             AND metadata->'partition'->>'name' = 'filled'), 1::bigint,
+          'a row routed to the attached partition is captured, under the partitioned table''s name');
 SELECT autora.clear_context();
 
 -- ------------------------------------------- the tenant column (items 5, 8)

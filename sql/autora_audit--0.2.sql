@@ -208,7 +208,7 @@ CREATE TABLE autora.restore_state (
 ------------------------------------------------------------------------------
 CREATE TABLE autora.protected (
     relid           regclass PRIMARY KEY,
-    tenant_column   name     NOT NULL,
+    tenant_column   name,    -- NULL: a platform table (protect(..., platform => true))
     pii_columns     name[]   NOT NULL DEFAULT '{}',
     exclude_columns name[]   NOT NULL DEFAULT '{}',
     protected_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
@@ -387,7 +387,8 @@ ALTER TABLE autora.actor_roles ENABLE ALWAYS TRIGGER autora_registry_changed;
 
 CREATE FUNCTION autora.protect(tbl regclass, tenant_column name DEFAULT NULL,
                                pii_columns name[] DEFAULT '{}',
-                               exclude_columns name[] DEFAULT '{}')
+                               exclude_columns name[] DEFAULT '{}',
+                               platform boolean DEFAULT false)
 RETURNS void AS 'MODULE_PATHNAME', 'autora_protect'
 LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
@@ -474,6 +475,7 @@ SELECT p.relid,
        n.nspname AS table_schema,
        c.relname AS table_name,
        p.tenant_column,
+       p.tenant_column IS NULL AS platform,
        p.pii_columns,
        p.exclude_columns,
        c.relrowsecurity AS rls_enabled,
@@ -569,7 +571,7 @@ GRANT EXECUTE ON FUNCTION autora.tenant(), autora.actor(), autora.actor_role(),
 GRANT SELECT ON autora.actor_roles TO PUBLIC;
 GRANT SELECT ON autora.tenants TO autora_admin, autora_auditor;
 
-GRANT EXECUTE ON FUNCTION autora.protect(regclass, name, name[], name[]),
+GRANT EXECUTE ON FUNCTION autora.protect(regclass, name, name[], name[], boolean),
                           autora.unprotect(regclass, text),
                           autora.protect_schema(name, name),
                           autora.add_tenant(text, text, text),

@@ -260,12 +260,13 @@ RowImage(RelInfo *info, const int *cols, int ncols, Datum *values, bool *nulls,
 	return image;
 }
 
+/* The row's tenant as text; NULL for a platform table's rows (the platform chain). */
 static char *
 TenantOfRow(RelInfo *info, Datum *values, bool *nulls)
 {
 	int			att = info->tenant_attnum - 1;
 
-	if (nulls[att])
+	if (info->tenant_attnum == InvalidAttrNumber || nulls[att])
 		return NULL;
 	return OutputFunctionCall(&info->tenant_output, values[att]);
 }
@@ -498,6 +499,11 @@ autora_stamp_tenant(PG_FUNCTION_ARGS)
 	rel = trigdata->tg_relation;
 	info = RelInfoGet(rel);
 	attnum = info->tenant_attnum;
+	if (attnum == InvalidAttrNumber)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("stamp_tenant: platform table \"%s\" has no tenant column", info->relname),
+				 errhint("Protect the table again with autora.protect(), which sets its triggers.")));
 	tuple = trigdata->tg_trigtuple;
 	value = heap_getattr(tuple, attnum, RelationGetDescr(rel), &isnull);
 
@@ -544,7 +550,10 @@ typedef struct TenantCount
 	int64		rows;
 } TenantCount;
 
-/* Rows per tenant, read straight from the heap: RLS must not hide any. */
+/*
+ * Rows per tenant, read straight from the heap: RLS must not hide any.  A
+ * platform table (no tenant column) counts every row under "".
+ */
 static void
 CountRowsPerTenant(Oid relid, AttrNumber tenant_attnum, FmgrInfo *out, HTAB *counts)
 {
@@ -564,14 +573,14 @@ CountRowsPerTenant(Oid relid, AttrNumber tenant_attnum, FmgrInfo *out, HTAB *cou
 			continue;
 		}
 		/* a partition's tenant column may sit at another position */
-		attnum = get_attnum(RelationGetRelid(rel),
-							get_attname(relid, tenant_attnum, false));
+		attnum = tenant_attnum == InvalidAttrNumber ? InvalidAttrNumber :
+			get_attnum(RelationGetRelid(rel), get_attname(relid, tenant_attnum, false));
 		slot = table_slot_create(rel, NULL);
 		scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
 		while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
 		{
-			bool		isnull;
-			Datum		v = slot_getattr(slot, attnum, &isnull);
+			bool		isnull = true;
+			Datum		v = attnum == InvalidAttrNumber ? (Datum) 0 : slot_getattr(slot, attnum, &isnull);
 			char	   *tenant = isnull ? "" : OutputFunctionCall(out, v);
 			TenantCount *tc;
 			bool		found;

@@ -961,6 +961,9 @@ RequireContextFor(RangeTblEntry *rte)
 
 	if (ContextCurrent()->present || has_bypassrls_privilege(user) || IsAuditorReading(rte, user))
 		return;
+	if (RelIsPlatformTable(rte->relid))
+		NoContextError(psprintf("Changes to platform table \"%s\" are recorded with the actor of the session context.",
+								get_rel_name(rte->relid)), NULL);
 	NoContextError(psprintf("Rows of protected table \"%s\" are visible only to a session that has identified its tenant and actor.",
 							get_rel_name(rte->relid)), NULL);
 }
@@ -990,9 +993,17 @@ autora_ExecutorCheckPerms(List *rangeTable, bool ereport_on_violation)
 	{
 		RangeTblEntry *rte = lfirst(lc);
 
-		if (rte->rtekind == RTE_RELATION && rte->requiredPerms != 0 &&
-			(rte->relkind == RELKIND_RELATION || rte->relkind == RELKIND_PARTITIONED_TABLE) &&
-			RelIsProtected(rte->relid))
+		if (rte->rtekind != RTE_RELATION || rte->requiredPerms == 0 ||
+			(rte->relkind != RELKIND_RELATION && rte->relkind != RELKIND_PARTITIONED_TABLE) ||
+			!RelIsProtected(rte->relid))
+			continue;
+		if (RelIsPlatformTable(rte->relid))
+		{
+			/* shared by every store: anyone may read it, and writes name their actor */
+			if ((rte->requiredPerms & (ACL_INSERT | ACL_UPDATE | ACL_DELETE)) != 0)
+				RequireContextFor(rte);
+		}
+		else
 		{
 			if (held_depth > 0)
 				RefuseHeldRows(rte->relid);
@@ -1042,7 +1053,8 @@ autora_planner(Query *parse, const char *query_string, int cursorOptions,
 		{
 			RangeTblEntry *rte = lfirst(lc);
 
-			if (rte->rtekind == RTE_RELATION && RelIsProtected(rte->relid))
+			if (rte->rtekind == RTE_RELATION && RelIsProtected(rte->relid) &&
+				!RelIsPlatformTable(rte->relid))
 				RefuseHeldRows(rte->relid);
 		}
 	return result;

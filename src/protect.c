@@ -303,8 +303,14 @@ ApplyRowSecurity(Oid relid, const char *column)
  * gives each partition its own, from the event trigger.
  */
 static char *
-RowTriggersSQL(const char *qualified)
+RowTriggersSQL(const char *qualified, bool platform)
 {
+	/* a platform table has no tenant to stamp */
+	if (platform)
+		return psprintf("CREATE TRIGGER " CAPTURE_TRIGGER " AFTER INSERT OR UPDATE OR DELETE ON %s"
+						" FOR EACH ROW EXECUTE FUNCTION autora.capture_row();"
+						"ALTER TABLE %s ENABLE ALWAYS TRIGGER " CAPTURE_TRIGGER ";",
+						qualified, qualified);
 	return psprintf("CREATE TRIGGER " STAMP_TRIGGER " BEFORE INSERT ON %s"
 					" FOR EACH ROW EXECUTE FUNCTION autora.stamp_tenant();"
 					"CREATE TRIGGER " CAPTURE_TRIGGER " AFTER INSERT OR UPDATE OR DELETE ON %s"
@@ -349,7 +355,8 @@ HasAutoraPolicies(Oid relid)
  * each member of the tree gets its own policies, TRUNCATE and flush triggers,
  * and, when it holds rows, its own row triggers (see RowTriggersSQL).  With
  * only_new, members that have them already are left alone (the event trigger
- * calls this after every ALTER TABLE of a member).
+ * calls this after every ALTER TABLE of a member).  column NULL: a platform
+ * table, whose members get no policies and no stamp trigger.
  */
 static void
 ProtectPartitions(Oid root, const char *column, bool only_new)
@@ -364,14 +371,16 @@ ProtectPartitions(Oid root, const char *column, bool only_new)
 
 		if (member == root)
 			continue;
-		if (only_new && HasAutoraPolicies(member) && HasTrigger(member, TRUNCATE_TRIGGER))
+		if (only_new && (column == NULL || HasAutoraPolicies(member)) &&
+			HasTrigger(member, TRUNCATE_TRIGGER))
 			continue;
 		RequireTrustedCode(member);
 		MergeRegisteredMember(member, root);
-		ApplyRowSecurity(member, column);
+		if (column != NULL)
+			ApplyRowSecurity(member, column);
 		qualified = QualifiedName(member);
 		if (NeedsRowTriggers(member) && !HasTrigger(member, CAPTURE_TRIGGER))
-			ExecuteOnRelation(member, RowTriggersSQL(qualified));
+			ExecuteOnRelation(member, RowTriggersSQL(qualified, column == NULL));
 		if (!HasTrigger(member, TRUNCATE_TRIGGER))
 			ExecuteOnRelation(member, StatementTriggersSQL(qualified));
 	}
@@ -397,7 +406,7 @@ UnprotectPartitions(Oid root)
 			ExecuteOnRelation(member, psprintf("DROP TRIGGER " FLUSH_TRIGGER " ON %s;",
 											   QualifiedName(member)));
 		if (HasTrigger(member, CAPTURE_TRIGGER))
-			ExecuteOnRelation(member, psprintf("DROP TRIGGER " STAMP_TRIGGER " ON %s;"
+			ExecuteOnRelation(member, psprintf("DROP TRIGGER IF EXISTS " STAMP_TRIGGER " ON %s;"
 											   "DROP TRIGGER " CAPTURE_TRIGGER " ON %s;",
 											   QualifiedName(member), QualifiedName(member)));
 	}
@@ -434,7 +443,8 @@ ColumnListArgument(Oid relid, ArrayType *arr, const char *what,
 					 errmsg("column \"%s\" named in %s does not exist in \"%s\"",
 							col, what, get_rel_name(relid)),
 					 errhint("List only columns of the table.")));
-		if (strcmp(what, "exclude_columns") == 0 && strcmp(col, tenant_column) == 0)
+		if (strcmp(what, "exclude_columns") == 0 && tenant_column != NULL &&
+			strcmp(col, tenant_column) == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("the tenant column \"%s\" cannot be excluded from capture", col),
@@ -549,7 +559,10 @@ RequestingUser(void)
 	return GetUserNameFromId(GetOuterUserId(), false);
 }
 
-/* {"tenant_column": ..., "pii_columns": [...], "exclude_columns": [...], "by": ...} */
+/*
+ * {"tenant_column": ..., "pii_columns": [...], "exclude_columns": [...], "by": ...};
+ * tenant_column null for a platform table.
+ */
 static Jsonb *
 ProtectionMetadata(const char *tenant_column, const char *pii, const char *excluded)
 {
@@ -557,13 +570,14 @@ ProtectionMetadata(const char *tenant_column, const char *pii, const char *exclu
 	Datum		args[4];
 	bool		isnull;
 
-	args[0] = CStringGetTextDatum(tenant_column);
+	args[0] = tenant_column ? CStringGetTextDatum(tenant_column) : (Datum) 0;
 	args[1] = CStringGetTextDatum(pii);
 	args[2] = CStringGetTextDatum(excluded);
 	args[3] = CStringGetTextDatum(RequestingUser());
 	if (SPI_execute_with_args("SELECT jsonb_build_object('tenant_column', $1,"
 							  " 'pii_columns', $2::text[], 'exclude_columns', $3::text[], 'by', $4)",
-							  4, types, args, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+							  4, types, args, tenant_column ? "    " : "n   ",
+							  true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "autora: building protect metadata failed");
 	return DatumGetJsonbP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
@@ -607,6 +621,33 @@ OpenTableArgument(FunctionCallInfo fcinfo, const char *what)
 	return rel;
 }
 
+/*
+ * protect() again keeps the kind of protection: making a tenant table a
+ * platform table would drop the row level security that keeps each store's
+ * rows to itself, and the other way round would leave its members' rows
+ * without tenants.  Either change goes through unprotect(), on record.
+ */
+static void
+RequireSameKind(Relation rel, bool platform)
+{
+	ProtectedConfig config;
+
+	if (!RegistryGetConfig(RelationGetRelid(rel), &config) ||
+		(config.tenant_column == NULL) == platform)
+		return;
+	if (platform)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table \"%s\" is protected with tenant column \"%s\"",
+						RelationGetRelationName(rel), config.tenant_column),
+				 errdetail("A platform table has no row level security; protecting this one so would expose every store's rows."),
+				 errhint("To make it a platform table, call autora.unprotect(table, reason) first: both steps are recorded.")));
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("table \"%s\" is protected as a platform table", RelationGetRelationName(rel)),
+			 errhint("To protect it per tenant, call autora.unprotect(table, reason) first: both steps are recorded.")));
+}
+
 /* A member of a protected tree is protected with its root, not on its own. */
 static void
 RequireNotMember(Relation rel)
@@ -635,18 +676,30 @@ autora_protect(PG_FUNCTION_ARGS)
 	StringInfoData sql;
 	bool		rls_before;
 	bool		force_before;
+	bool		platform;
 	Oid			argtypes[7] = {OIDOID, NAMEOID, TEXTOID, TEXTOID, TEXTOID, BOOLOID, BOOLOID};
 	Datum		values[7];
 
 	rel = OpenTableArgument(fcinfo, "protect");
 	relid = RelationGetRelid(rel);
-	tenant_column = PG_ARGISNULL(1) ? autora_tenant_column : NameStr(*PG_GETARG_NAME(1));
+	platform = !PG_ARGISNULL(4) && PG_GETARG_BOOL(4);
+	if (platform && !PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a platform table has no tenant column"),
+				 errdetail("protect(platform => true) records the table's changes in the platform chain, without row level security."),
+				 errhint("Call autora.protect('%s', tenant_column => NULL, platform => true), or protect it per tenant without platform.",
+						 RelationGetRelationName(rel))));
+	tenant_column = platform ? NULL :
+		PG_ARGISNULL(1) ? autora_tenant_column : NameStr(*PG_GETARG_NAME(1));
 	RequireProtectableTable(rel);
 	RequireNotMember(rel);
+	RequireSameKind(rel, platform);
 	/* kept from the first protect() only (see the ON CONFLICT below) */
 	rls_before = rel->rd_rel->relrowsecurity;
 	force_before = rel->rd_rel->relforcerowsecurity;
-	RequireTenantColumn(rel, tenant_column);
+	if (!platform)
+		RequireTenantColumn(rel, tenant_column);
 	pii = ColumnListArgument(relid, PG_ARGISNULL(2) ? construct_empty_array(NAMEOID)
 							 : PG_GETARG_ARRAYTYPE_P(2), "pii_columns", tenant_column);
 	excluded = ColumnListArgument(relid, PG_ARGISNULL(3) ? construct_empty_array(NAMEOID)
@@ -659,20 +712,20 @@ autora_protect(PG_FUNCTION_ARGS)
 
 	/* registered first: the triggers created below act only on registered tables */
 	values[0] = ObjectIdGetDatum(relid);
-	values[1] = DirectFunctionCall1(namein, CStringGetDatum(tenant_column));
+	values[1] = platform ? (Datum) 0 : DirectFunctionCall1(namein, CStringGetDatum(tenant_column));
 	values[2] = CStringGetTextDatum(pii);
 	values[3] = CStringGetTextDatum(excluded);
 	values[4] = CStringGetTextDatum(RequestingUser());
 	values[5] = BoolGetDatum(rls_before);
 	values[6] = BoolGetDatum(force_before);
-	RegistryExecute("INSERT INTO autora.protected (relid, tenant_column, pii_columns, exclude_columns,"
+	RegistryExecuteWithNulls("INSERT INTO autora.protected (relid, tenant_column, pii_columns, exclude_columns,"
 					" protected_by, rls_before, force_before)"
 					" VALUES ($1::pg_catalog.regclass, $2, $3::pg_catalog.name[], $4::pg_catalog.name[],"
 					" $5, $6, $7)"
 					" ON CONFLICT (relid) DO UPDATE SET tenant_column = EXCLUDED.tenant_column,"
 					" pii_columns = EXCLUDED.pii_columns, exclude_columns = EXCLUDED.exclude_columns,"
 					" protected_by = EXCLUDED.protected_by",
-					7, argtypes, values);
+					7, argtypes, values, platform ? " n     " : "       ");
 	RegistryInvalidateTree(relid);
 	CommandCounterIncrement();
 
@@ -680,11 +733,12 @@ autora_protect(PG_FUNCTION_ARGS)
 	initStringInfo(&sql);
 	appendStringInfoString(&sql, DropAutoraTriggersSQL(relid, qualified));
 	if (NeedsRowTriggers(relid))
-		appendStringInfoString(&sql, RowTriggersSQL(qualified));
+		appendStringInfoString(&sql, RowTriggersSQL(qualified, platform));
 	appendStringInfoString(&sql, StatementTriggersSQL(qualified));
 	ExecuteOnRelation(relid, sql.data);
 	RequireTrustedCode(relid);
-	ApplyRowSecurity(relid, tenant_column);
+	if (!platform)
+		ApplyRowSecurity(relid, tenant_column);
 	ProtectPartitions(relid, tenant_column, false);
 
 	RecordTableEvent("protect", qualified, ProtectionMetadata(tenant_column, pii, excluded));

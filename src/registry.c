@@ -50,6 +50,7 @@ typedef struct RootEntry
 {
 	Oid			relid;
 	Oid			root;
+	bool		platform;		/* the root has no tenant column */
 } RootEntry;
 
 static HTAB *root_cache = NULL;
@@ -97,19 +98,26 @@ RegistrySnapshot(void)
 	return RegisterSnapshot(IsInParallelMode() ? GetActiveSnapshot() : GetLatestSnapshot());
 }
 
-/* Is relid a row of autora.protected? */
+/*
+ * Is relid a row of autora.protected?  If so and platform is given, sets it:
+ * does the row name no tenant column (a platform table)?
+ */
 static bool
-IsRegistered(Relation registry, Oid relid, Snapshot snapshot)
+IsRegistered(Relation registry, Oid relid, Snapshot snapshot, bool *platform)
 {
 	ScanKeyData key;
 	SysScanDesc scan;
+	HeapTuple	tup;
 	bool		found;
 
 	ScanKeyInit(&key, Anum_protected_relid, BTEqualStrategyNumber, F_OIDEQ,
 				ObjectIdGetDatum(relid));
 	scan = systable_beginscan(registry, RelationGetPrimaryKeyIndex(registry), true,
 							  snapshot, 1, &key);
-	found = HeapTupleIsValid(systable_getnext(scan));
+	tup = systable_getnext(scan);
+	found = HeapTupleIsValid(tup);
+	if (found && platform != NULL)
+		*platform = heap_attisnull(tup, Anum_protected_tenant_column, RelationGetDescr(registry));
 	systable_endscan(scan);
 	return found;
 }
@@ -139,7 +147,7 @@ ParentsOf(Oid relid)
  * its ancestry (relid itself when nothing above it is registered).
  */
 static Oid
-FindRoot(Oid relid)
+FindRoot(Oid relid, bool *platform)
 {
 	const AutoraOids *oids = AutoraGetOids(true);
 	Relation	registry;
@@ -162,7 +170,7 @@ FindRoot(Oid relid)
 		{
 			Oid			member = lfirst_oid(lc);
 
-			if (IsRegistered(registry, member, snapshot))
+			if (IsRegistered(registry, member, snapshot, platform))
 				root = member;
 			next = list_concat(next, ParentsOf(member));
 		}
@@ -174,20 +182,22 @@ FindRoot(Oid relid)
 	return root;
 }
 
-Oid
-RegistryRootOf(Oid relid)
+/* The cached registry answer for relid; NULL outside a transaction. */
+static RootEntry *
+LookupRoot(Oid relid)
 {
 	RootEntry  *entry;
 	Oid			root;
+	bool		platform = false;
 	bool		found;
 
 	if (!OidIsValid(relid) || !IsTransactionState())
-		return InvalidOid;
+		return NULL;
 	if (root_cache != NULL &&
 		(entry = hash_search(root_cache, &relid, HASH_FIND, NULL)) != NULL)
-		return entry->root;
+		return entry;
 
-	root = FindRoot(relid);
+	root = FindRoot(relid, &platform);
 
 	/* the lookups above may have emptied the cache through invalidations */
 	if (root_cache == NULL)
@@ -202,13 +212,30 @@ RegistryRootOf(Oid relid)
 	}
 	entry = hash_search(root_cache, &relid, HASH_ENTER, &found);
 	entry->root = root;
-	return root;
+	entry->platform = OidIsValid(root) && platform;
+	return entry;
+}
+
+Oid
+RegistryRootOf(Oid relid)
+{
+	RootEntry  *entry = LookupRoot(relid);
+
+	return entry ? entry->root : InvalidOid;
 }
 
 bool
 RelIsProtected(Oid relid)
 {
 	return OidIsValid(RegistryRootOf(relid));
+}
+
+bool
+RelIsPlatformTable(Oid relid)
+{
+	RootEntry  *entry = LookupRoot(relid);
+
+	return entry != NULL && entry->platform;
 }
 
 static List *
@@ -255,7 +282,7 @@ RegistryGetConfig(Oid root, ProtectedConfig *config)
 		config->pii_columns = isnull ? NIL : NameArrayToList(d);
 		d = heap_getattr(tup, Anum_protected_exclude_columns, desc, &isnull);
 		config->exclude_columns = isnull ? NIL : NameArrayToList(d);
-		found = config->tenant_column != NULL;
+		found = true;
 	}
 	systable_endscan(scan);
 	UnregisterSnapshot(snapshot);
@@ -292,7 +319,10 @@ RegistrySameConfiguration(Oid a, Oid b)
 
 	if (!RegistryGetConfig(a, &ca) || !RegistryGetConfig(b, &cb))
 		return false;
-	return strcmp(ca.tenant_column, cb.tenant_column) == 0 &&
+	if ((ca.tenant_column == NULL) != (cb.tenant_column == NULL) ||
+		(ca.tenant_column != NULL && strcmp(ca.tenant_column, cb.tenant_column) != 0))
+		return false;
+	return
 		SameNames(ca.pii_columns, cb.pii_columns) &&
 		SameNames(ca.exclude_columns, cb.exclude_columns);
 }
@@ -335,7 +365,7 @@ RegistryMergeMember(Oid relid)
 		return;
 	registry = table_open(oids->registry, AccessShareLock);
 	snapshot = RegistrySnapshot();
-	registered = IsRegistered(registry, relid, snapshot);
+	registered = IsRegistered(registry, relid, snapshot, NULL);
 	UnregisterSnapshot(snapshot);
 	table_close(registry, AccessShareLock);
 	if (!registered || RegistryRootOf(relid) == relid)
@@ -378,6 +408,13 @@ RelationOwner(Oid relid)
 void
 RegistryExecute(const char *sql, int nargs, Oid *argtypes, Datum *values)
 {
+	RegistryExecuteWithNulls(sql, nargs, argtypes, values, NULL);
+}
+
+void
+RegistryExecuteWithNulls(const char *sql, int nargs, Oid *argtypes, Datum *values,
+						 const char *nulls)
+{
 	const AutoraOids *oids = AutoraGetOids(false);
 	Oid			save_user;
 	int			save_sec;
@@ -395,7 +432,7 @@ RegistryExecute(const char *sql, int nargs, Oid *argtypes, Datum *values)
 	{
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "autora: SPI_connect failed");
-		ret = SPI_execute_with_args(sql, nargs, argtypes, values, NULL, false, 0);
+		ret = SPI_execute_with_args(sql, nargs, argtypes, values, nulls, false, 0);
 		if (ret < 0)
 			elog(ERROR, "autora: registry update failed: %s", SPI_result_code_string(ret));
 		SPI_finish();
@@ -444,7 +481,8 @@ RegistryRemember(Oid root)
 	if (!RegistryGetConfig(root, &before->config))
 		return NULL;
 	before->root = root;
-	before->tenant = get_attnum(root, before->config.tenant_column);
+	before->tenant = before->config.tenant_column == NULL ? InvalidAttrNumber :
+		get_attnum(root, before->config.tenant_column);
 	before->pii = AttnumsOf(root, before->config.pii_columns);
 	before->exclude = AttnumsOf(root, before->config.exclude_columns);
 	return before;
@@ -510,18 +548,25 @@ RegistryFollowColumns(RegistryColumns *before)
 		!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(before->root)))
 		return;
 	CommandCounterIncrement();
-	tenant = LiveColumnName(before->root, before->tenant);
+	/* a platform table has no tenant column: its NULL stays */
+	tenant = before->config.tenant_column == NULL ? NULL : LiveColumnName(before->root, before->tenant);
 	if (tenant == NULL)
 		tenant = before->config.tenant_column;	/* the guards refuse its drop */
-	changed = strcmp(tenant, before->config.tenant_column) != 0;
-	values[0] = DirectFunctionCall1(namein, CStringGetDatum(tenant));
+	changed = tenant != NULL && strcmp(tenant, before->config.tenant_column) != 0;
+	if (tenant != NULL)
+		values[0] = DirectFunctionCall1(namein, CStringGetDatum(tenant));
 	values[1] = NamesNow(before->root, before->pii, before->config.pii_columns, &changed);
 	values[2] = NamesNow(before->root, before->exclude, before->config.exclude_columns, &changed);
 	values[3] = ObjectIdGetDatum(before->root);
 	if (!changed)
 		return;
-	RegistryExecute("UPDATE autora.protected SET tenant_column = $1, pii_columns = $2,"
-					" exclude_columns = $3 WHERE relid::pg_catalog.oid OPERATOR(pg_catalog.=) $4",
-					4, argtypes, values);
+	if (tenant != NULL)
+		RegistryExecute("UPDATE autora.protected SET tenant_column = $1, pii_columns = $2,"
+						" exclude_columns = $3 WHERE relid::pg_catalog.oid OPERATOR(pg_catalog.=) $4",
+						4, argtypes, values);
+	else
+		RegistryExecute("UPDATE autora.protected SET pii_columns = $1, exclude_columns = $2"
+						" WHERE relid::pg_catalog.oid OPERATOR(pg_catalog.=) $3",
+						3, argtypes + 1, values + 1);
 	RegistryInvalidateTree(before->root);
 }

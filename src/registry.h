@@ -14,7 +14,7 @@
 typedef struct ProtectedConfig
 {
 	Oid			root;			/* the registered table */
-	char	   *tenant_column;
+	char	   *tenant_column;	/* NULL: a platform table */
 	List	   *pii_columns;	/* of char * */
 	List	   *exclude_columns;	/* of char * */
 } ProtectedConfig;
@@ -31,6 +31,9 @@ extern Oid	RegistryRootOf(Oid relid);
 /* Is relid protected (registered, or in the tree of a registered table)? */
 extern bool RelIsProtected(Oid relid);
 
+/* Is relid a platform table (protected without a tenant column), or a member of one? */
+extern bool RelIsPlatformTable(Oid relid);
+
 /* The configuration of a registered table; false when it is not registered. */
 extern bool RegistryGetConfig(Oid root, ProtectedConfig *config);
 
@@ -42,6 +45,10 @@ extern bool RegistryWriteAllowed(void);
  * with search_path pg_catalog, pg_temp and the registry guard lifted.
  */
 extern void RegistryExecute(const char *sql, int nargs, Oid *argtypes, Datum *values);
+
+/* The same, with SPI's nulls ('n' for a NULL argument, ' ' otherwise). */
+extern void RegistryExecuteWithNulls(const char *sql, int nargs, Oid *argtypes, Datum *values,
+									 const char *nulls);
 
 /* Do two registered tables have the same tenant, PII and excluded columns? */
 extern bool RegistrySameConfiguration(Oid a, Oid b);

@@ -334,7 +334,7 @@ RelInfoBuild(RelInfo *info, Relation rel)
 
 		if (att->attisdropped)
 			continue;
-		if (strcmp(NameStr(att->attname), tenant_column) == 0)
+		if (tenant_column != NULL && strcmp(NameStr(att->attname), tenant_column) == 0)
 		{
 			Oid			infunc;
 			Oid			outfunc;
@@ -354,7 +354,7 @@ RelInfoBuild(RelInfo *info, Relation rel)
 		FillColumn(&info->columns[info->ncolumns++], att,
 				   NameInList(NameStr(att->attname), pii));
 	}
-	if (info->tenant_attnum == InvalidAttrNumber)
+	if (tenant_column != NULL && info->tenant_attnum == InvalidAttrNumber)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_COLUMN),
 				 errmsg("tenant column \"%s\" of protected table \"%s\" does not exist",

@@ -61,7 +61,7 @@ typedef struct RelInfo
 	/* primary key columns, as indexes into columns[], in jsonb key order */
 	int			npk;
 	int		   *pk;
-	/* tenant column */
+	/* tenant column; InvalidAttrNumber for a platform table */
 	AttrNumber	tenant_attnum;
 	Oid			tenant_typid;
 	FmgrInfo	tenant_output;

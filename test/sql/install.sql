@@ -64,7 +64,7 @@ SELECT sig, to_regprocedure(sig) IS NOT NULL AS present
                ('autora.actor()'),
                ('autora.actor_role()'),
                ('autora.context()'),
-               ('autora.protect(regclass,name,name[],name[])'),
+               ('autora.protect(regclass,name,name[],name[],boolean)'),
                ('autora.unprotect(regclass,text)'),
                ('autora.protect_schema(name,name)'),
                ('autora.log_event(text,text,text,jsonb)'),
@@ -83,7 +83,7 @@ SELECT p.proname, p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'c') 
 -- protect / unprotect / protect_schema run as the extension owner with a safe search_path
 SELECT p.oid::regprocedure AS function, p.prosecdef, p.proconfig
   FROM pg_proc p
- WHERE p.oid IN ('autora.protect(regclass,name,name[],name[])'::regprocedure,
+ WHERE p.oid IN ('autora.protect(regclass,name,name[],name[],boolean)'::regprocedure,
                  'autora.unprotect(regclass,text)'::regprocedure,
                  'autora.protect_schema(name,name)'::regprocedure,
                  'autora.add_tenant(text,text,text)'::regprocedure)
@@ -122,7 +122,7 @@ SELECT r.rolname, t.tbl,
  ORDER BY 1, 2;
 SELECT r.rolname, f.fn, has_function_privilege(r.rolname, f.fn, 'EXECUTE') AS exec
   FROM (VALUES ('regress_inst_nobody'), ('autora_admin'), ('autora_auditor')) AS r(rolname),
-       (VALUES ('autora.protect(regclass,name,name[],name[])'),
+       (VALUES ('autora.protect(regclass,name,name[],name[],boolean)'),
                ('autora.unprotect(regclass,text)'),
                ('autora.protect_schema(name,name)'),
                ('autora.add_tenant(text,text,text)'),

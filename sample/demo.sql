@@ -299,14 +299,15 @@ SELECT id, tenant_id, seq, op, table_name, pk, actor_id, actor_role,
        db_session_user, db_current_user
   FROM autora.ledger WHERE request_id IN ('req-7f3a91', 'req-9a41c2') ORDER BY id;
 
-\echo 'email and phone are pii_columns of customers: the ledger holds their keyed'
-\echo 'digests (HMAC-SHA256 under a per-database key), the clear values are kept'
-\echo 'apart in autora.pii_vault.'
+\echo 'email and phone are pii_columns of customers: the ledger holds commitments'
+\echo '(HMAC-SHA256 under a random salt drawn per entry); the salt and the clear'
+\echo 'values are kept apart in autora.pii_vault, where erasing them leaves'
+\echo 'commitments nobody can open, in a chain that still verifies.'
 SELECT id, table_name, after ->> 'last_name' AS last_name,
        after ->> 'email' AS email, after ->> 'phone' AS phone
   FROM autora.ledger
  WHERE request_id = 'req-7f3a91' AND table_name = 'customers';
-SELECT v.entry_id, v.tenant_id, v.clear
+SELECT v.entry_id, v.tenant_id, encode(v.salt, 'hex') AS salt, v.clear
   FROM autora.pii_vault v JOIN autora.ledger l ON l.id = v.entry_id
  WHERE l.request_id IN ('req-7f3a91', 'req-9a41c2') ORDER BY v.entry_id;
 
@@ -329,7 +330,7 @@ UPDATE deals
  WHERE id = :deal_id;
 COMMIT;
 
-\echo 'Changed fields, with their before and after values:'
+\echo 'Ledger format 2: an UPDATE entry holds only the changed fields, before and after:'
 SELECT l.id, l.op, l.actor_id, l.changed, f.field,
        l.before -> f.field AS before, l.after -> f.field AS after
   FROM autora.ledger l, unnest(l.changed) AS f(field)

@@ -166,11 +166,13 @@ CREATE TABLE autora.ledger_blocks (
 );
 SELECT pg_catalog.pg_extension_config_dump('autora.ledger_blocks', '');
 
--- Clear values of PII columns, one row per entry; the ledger holds their
--- HMAC-SHA256 under the key below.  Erasable without breaking the chain.
+-- Clear values of PII columns, one row per entry whose images hold PII, with
+-- the random salt of that entry's commitments (src/vault.c).  Erasable without
+-- breaking the chain; once a row is gone its commitments cannot be opened.
 CREATE TABLE autora.pii_vault (
     entry_id  bigint NOT NULL,
     tenant_id text,
+    salt      bytea NOT NULL,
     clear     jsonb NOT NULL
 );
 ALTER TABLE autora.pii_vault ALTER COLUMN clear SET STATISTICS 0;
@@ -179,14 +181,6 @@ ALTER TABLE autora.pii_vault ALTER COLUMN clear SET STATISTICS 0;
 CREATE INDEX pii_vault_entry_idx ON autora.pii_vault USING brin (entry_id)
     WITH (pages_per_range = 16);
 SELECT pg_catalog.pg_extension_config_dump('autora.pii_vault', '');
-
--- The PII key: generated on first use (src/vault.c), so that pg_restore can
--- load the original one into a fresh installation.
-CREATE TABLE autora.vault_key (
-    id  smallint PRIMARY KEY CHECK (id = 1),
-    key bytea NOT NULL CHECK (length(key) = 32)
-);
-SELECT pg_catalog.pg_extension_config_dump('autora.vault_key', '');
 
 -- The ledger's xid space (src/restore.c): what the ledger adds to the
 -- FullTransactionIds it records, 0 unless the ledger was restored into a

@@ -190,13 +190,13 @@ PushColumnValue(JsonbParseState **state, CapturedColumn *col, Datum value, bool 
 
 /*
  * jsonb object of the given columns (indexes into info->columns, in jsonb
- * key order) of a row.
- * PII columns appear as their keyed digest; when clear is given, their clear
- * text is pushed there as well, as members of an object under construction.
+ * key order) of a row.  PII columns appear as their commitment under the
+ * entry's salt, and their clear text is pushed to clear, as members of an
+ * object under construction.
  */
 static Jsonb *
 RowToJsonb(RelInfo *info, const int *cols, int ncols, Datum *values, bool *nulls,
-		   JsonbParseState **clear, char **text)
+		   const PiiSalt *salt, JsonbParseState **clear, char **text)
 {
 	JsonbParseState *state = NULL;
 	JsonbValue *res;
@@ -213,12 +213,9 @@ RowToJsonb(RelInfo *info, const int *cols, int ncols, Datum *values, bool *nulls
 		{
 			char	   *clear_text = OutputFunctionCall(&col->output, values[att]);
 
-			PushString(&state, WJB_VALUE, VaultDigest(clear_text));
-			if (clear)
-			{
-				PushString(clear, WJB_KEY, col->name);
-				PushString(clear, WJB_VALUE, clear_text);
-			}
+			PushString(&state, WJB_VALUE, PiiCommit(salt, clear_text));
+			PushString(clear, WJB_KEY, col->name);
+			PushString(clear, WJB_VALUE, clear_text);
 		}
 		else
 			PushColumnValue(&state, col, values[att], nulls[att]);
@@ -229,33 +226,36 @@ RowToJsonb(RelInfo *info, const int *cols, int ncols, Datum *values, bool *nulls
 	return JsonbValueToJsonb(res);
 }
 
-/* Does any of the given columns hold PII? */
+/* Does any of the given columns of a row hold a PII value (not NULL)? */
 static bool
-AnyPii(RelInfo *info, const int *cols, int ncols)
+AnyPii(RelInfo *info, const int *cols, int ncols, bool *nulls)
 {
+	if (nulls == NULL)
+		return false;
 	for (int i = 0; i < ncols; i++)
-		if (info->columns[cols[i]].pii)
+		if (info->columns[cols[i]].pii && !nulls[info->columns[cols[i]].attnum - 1])
 			return true;
 	return false;
 }
 
 /*
- * Row image of the given columns for before/after; the clear values of its
- * PII columns go under key in vault.
+ * Row image of the given columns (pk, before or after); the clear values of
+ * its PII columns go under key in the vault object, which salt commits to.
  */
 static Jsonb *
 RowImage(RelInfo *info, const int *cols, int ncols, Datum *values, bool *nulls,
-		 JsonbParseState **vault, const char *key, char **text)
+		 const PiiSalt *salt, JsonbParseState **vault, const char *key, char **text)
 {
+	bool		pii = AnyPii(info, cols, ncols, nulls);
 	Jsonb	   *image;
 
-	if (*vault)
+	if (pii)
 	{
 		PushString(vault, WJB_KEY, key);
 		pushJsonbValue(vault, WJB_BEGIN_OBJECT, NULL);
 	}
-	image = RowToJsonb(info, cols, ncols, values, nulls, *vault ? vault : NULL, text);
-	if (*vault)
+	image = RowToJsonb(info, cols, ncols, values, nulls, salt, vault, text);
+	if (pii)
 		pushJsonbValue(vault, WJB_END_OBJECT, NULL);
 	return image;
 }
@@ -453,17 +453,28 @@ autora_capture_row(PG_FUNCTION_ARGS)
 	rec.table_schema = info->root_schema;
 	rec.table_name = info->root_name;
 	rec.metadata = info->row_metadata;
-	if (info->npk > 0)
-		rec.pk = newtup ? RowToJsonb(info, info->pk, info->npk, newv, newn, NULL, &rec.pk_text)
-			: RowToJsonb(info, info->pk, info->npk, oldv, oldn, NULL, &rec.pk_text);
-
-	/* the images' clear PII values go to the vault as {"before": {...}, "after": {...}} */
-	if (AnyPii(info, cols, ncols))
+	/*
+	 * An entry whose images hold PII draws a salt; their clear values go to
+	 * the vault as {"before": {...}, "after": {...}} ("pk" too, should a key
+	 * column be PII: protect() refuses that, a later ALTER might not).
+	 */
+	if (AnyPii(info, cols, ncols, oldn) || AnyPii(info, cols, ncols, newn) ||
+		AnyPii(info, info->pk, info->npk, newtup ? newn : oldn))
+	{
+		rec.vault_salt = PiiSaltDraw();
 		pushJsonbValue(&vault, WJB_BEGIN_OBJECT, NULL);
+	}
+	if (info->npk > 0)
+		rec.pk = newtup ? RowImage(info, info->pk, info->npk, newv, newn, rec.vault_salt, &vault,
+								   "pk", &rec.pk_text)
+			: RowImage(info, info->pk, info->npk, oldv, oldn, rec.vault_salt, &vault,
+					   "pk", &rec.pk_text);
 	if (oldtup)
-		rec.before = RowImage(info, cols, ncols, oldv, oldn, &vault, "before", &rec.before_text);
+		rec.before = RowImage(info, cols, ncols, oldv, oldn, rec.vault_salt, &vault,
+							  "before", &rec.before_text);
 	if (newtup)
-		rec.after = RowImage(info, cols, ncols, newv, newn, &vault, "after", &rec.after_text);
+		rec.after = RowImage(info, cols, ncols, newv, newn, rec.vault_salt, &vault,
+							 "after", &rec.after_text);
 	if (vault)
 		rec.vault = JsonbValueToJsonb(pushJsonbValue(&vault, WJB_END_OBJECT, NULL));
 

@@ -145,14 +145,13 @@ static bool
 LedgerInTablespace(Oid tablespace, List *roles)
 {
 	const AutoraOids *oids = AutoraGetOids(true);
-	Oid			rels[4];
+	Oid			rels[3];
 
 	if (oids == NULL)
 		return false;
 	rels[0] = oids->ledger;
 	rels[1] = oids->blocks;
 	rels[2] = oids->vault;
-	rels[3] = oids->vault_key;
 	for (int i = 0; i < lengthof(rels); i++)
 	{
 		Relation	rel = relation_open(rels[i], AccessShareLock);
@@ -312,7 +311,7 @@ IsLedgerOwnIndex(Oid relid)
 {
 	static const char *const own[] = {
 		"ledger_id_xid_idx", "ledger_blocks_pkey", "ledger_blocks_chain_key",
-		"pii_vault_entry_idx", "vault_key_pkey"
+		"pii_vault_entry_idx"
 	};
 	const AutoraOids *oids = AutoraGetOids(true);
 	char	   *name;
@@ -1100,7 +1099,7 @@ autora_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 		const AutoraOids *oids = AutoraGetOids(true);
 
 		if (oids != NULL && (objectId == oids->ledger || objectId == oids->blocks ||
-							 objectId == oids->vault || objectId == oids->vault_key))
+							 objectId == oids->vault))
 			RefuseLedger("DROP", objectId);
 	}
 

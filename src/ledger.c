@@ -340,7 +340,7 @@ LedgerAppend(const LedgerRecord *rec)
 				 errhint("Install the autora_audit version that matches the library.")));
 	WriterInsert(oids->ledger, values, nulls);
 	if (rec->vault)
-		VaultStore(id, rec->tenant_id, rec->vault);
+		VaultStore(id, rec->tenant_id, rec->vault_salt, rec->vault);
 
 	SealerWakeAtCommit();
 	return id;

@@ -30,6 +30,7 @@ typedef struct LedgerRecord
 	const char *entity_id;
 	Jsonb	   *metadata;
 	Jsonb	   *vault;			/* clear values of PII columns, or NULL */
+	struct PiiSalt *vault_salt; /* their commitments' salt (vault.h) */
 } LedgerRecord;
 
 extern void LedgerInit(void);

@@ -103,7 +103,6 @@ AutoraGetOids(bool missing_ok)
 			autora_oids.id_seq = RequireRelation("ledger_id_seq", nsp);
 			autora_oids.platform_seq = RequireRelation("chain_seq_platform", nsp);
 			autora_oids.vault = RequireRelation("pii_vault", nsp);
-			autora_oids.vault_key = RequireRelation("vault_key", nsp);
 			autora_oids.tenants = RequireRelation("tenants", nsp);
 			autora_oids.actor_roles = RequireRelation("actor_roles", nsp);
 			autora_oids.keys = RequireRelation("keys", nsp);
@@ -145,7 +144,6 @@ IsLedgerRelation(Oid relid)
 		heap = IndexGetRelation(relid, true);
 	else
 		heap = relid;
-	return heap == oids->ledger || heap == oids->blocks ||
-		heap == oids->vault || heap == oids->vault_key;
+	return heap == oids->ledger || heap == oids->blocks || heap == oids->vault;
 }
 

@@ -17,7 +17,6 @@ typedef struct AutoraOids
 	Oid			id_seq;
 	Oid			platform_seq;
 	Oid			vault;
-	Oid			vault_key;
 	Oid			tenants;
 	Oid			actor_roles;
 	Oid			keys;
@@ -39,7 +38,7 @@ extern const AutoraOids *AutoraGetOids(bool missing_ok);
  */
 extern bool CreatingAutora(void);
 
-/* Is relid a ledger relation (entries, blocks, PII vault, its key) or an index of one? */
+/* Is relid a ledger relation (entries, blocks, PII vault) or an index of one? */
 extern bool IsLedgerRelation(Oid relid);
 
 #endif							/* AUTORA_OBJECTS_H */

@@ -412,6 +412,17 @@ UnprotectPartitions(Oid root)
 	}
 }
 
+/* Is attnum a column of relid's primary key? */
+static bool
+IsKeyColumn(Oid relid, AttrNumber attnum)
+{
+	Relation	rel = relation_open(relid, AccessShareLock);
+	Bitmapset  *key = RelationGetIndexAttrBitmap(rel, INDEX_ATTR_BITMAP_PRIMARY_KEY);
+
+	relation_close(rel, AccessShareLock);
+	return bms_is_member(attnum - FirstLowInvalidHeapAttributeNumber, key);
+}
+
 /*
  * Checks that each name of a name[] argument is a column of the table, and
  * returns the argument as a name[] literal for the registry.
@@ -443,6 +454,12 @@ ColumnListArgument(Oid relid, ArrayType *arr, const char *what,
 					 errmsg("column \"%s\" named in %s does not exist in \"%s\"",
 							col, what, get_rel_name(relid)),
 					 errhint("List only columns of the table.")));
+		if (strcmp(what, "pii_columns") == 0 && IsKeyColumn(relid, get_attnum(relid, col)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("primary key column \"%s\" cannot be a PII column", col),
+					 errdetail("Entries identify their row by its primary key; a PII value gets a new commitment in every entry."),
+					 errhint("Key the table by a surrogate id, and list the column in pii_columns.")));
 		if (strcmp(what, "exclude_columns") == 0 && tenant_column != NULL &&
 			strcmp(col, tenant_column) == 0)
 			ereport(ERROR,

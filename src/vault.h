@@ -1,6 +1,7 @@
 /*-------------------------------------------------------------------------
  * vault.h
- *	  PII columns: keyed digests in the ledger, clear values in the vault.
+ *	  PII columns: commitments in the ledger, salts and clear values in the
+ *	  erasable vault.
  *-------------------------------------------------------------------------
  */
 #ifndef AUTORA_VAULT_H
@@ -8,10 +9,19 @@
 
 #include "utils/jsonb.h"
 
-/* The value as the ledger records it: "hmac-sha256:" and 64 hex digits. */
-extern char *VaultDigest(const char *value);
+#define PII_SALT_LEN			16
+#define PII_COMMITMENT_PREFIX	"pii:"
 
-/* Keeps the clear PII values of one ledger entry. */
-extern void VaultStore(int64 entry_id, const char *tenant_id, Jsonb *clear);
+/* One entry's random salt, ready to commit to its PII values. */
+typedef struct PiiSalt PiiSalt;
+
+extern PiiSalt *PiiSaltDraw(void);
+
+/* The value as the ledger records it: "pii:" and 22 base64url characters. */
+extern char *PiiCommit(const PiiSalt *salt, const char *value);
+
+/* Keeps one entry's salt and the clear values it committed to. */
+extern void VaultStore(int64 entry_id, const char *tenant_id, const PiiSalt *salt,
+					   Jsonb *clear);
 
 #endif							/* AUTORA_VAULT_H */

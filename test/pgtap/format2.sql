@@ -1,14 +1,15 @@
 -- format2.sql: what ledger format 2 records (SPEC "Ledger format 2",
 -- "Protecting tables"), tried through the real capture path:
 --   images: an INSERT's whole row, a DELETE's whole row, an UPDATE's changed
---     columns only (PII ones digested, their clear values in the vault);
+--     columns only; PII values as commitments under a salt drawn per entry,
+--     which opens them with the clear values in the vault;
 --     the state of a row is the fold of its entries;
 --   partitions and inheritance children recorded under their root's name,
 --     the member in metadata, across renames and schema moves;
 --   platform tables: protect(platform => true), no row level security,
 --     writes need a context and go to the platform chain with its actor.
 BEGIN;
-SELECT plan(43);
+SELECT plan(49);
 
 -- ------------------------------------------------------------------ set-up
 CREATE SCHEMA f2;
@@ -68,8 +69,8 @@ SELECT is((SELECT array[before ? 'owner_email', after ? 'owner_email'] FROM f2.n
 SELECT is((SELECT count(*) FROM autora.pii_vault v JOIN f2.new l ON l.id = v.entry_id
             WHERE l.op = 'UPDATE' AND l.changed = '{price}'), 0::bigint,
           'images: an UPDATE that changed no PII column has no vault row');
-SELECT is((SELECT jsonb_build_array(changed, before->>'owner_email' LIKE 'hmac-sha256:%',
-                                    after->>'owner_email' LIKE 'hmac-sha256:%',
+SELECT is((SELECT jsonb_build_array(changed, before->>'owner_email' LIKE 'pii:%',
+                                    after->>'owner_email' LIKE 'pii:%',
                                     position('example.com' IN before::text || after::text) = 0)
              FROM f2.new WHERE op = 'UPDATE' ORDER BY id DESC LIMIT 1),
           '[["owner_email"], true, true, true]'::jsonb,
@@ -81,6 +82,38 @@ SELECT is((SELECT v.clear FROM autora.pii_vault v JOIN f2.new l ON l.id = v.entr
 SELECT is((SELECT before - 'owner_email' FROM f2.new WHERE op = 'DELETE'),
           '{"id": 1, "vin": "VIN1", "notes": "new", "price": 90.00, "tenant_id": "f2-a"}'::jsonb,
           'images: a DELETE''s before is the whole captured row as it was');
+
+-- PII commitments: at most 32 characters, opened by the vault row's salt,
+-- and unlinkable across entries
+CREATE EXTENSION pgcrypto;
+CREATE FUNCTION f2.commitment(value text, salt bytea) RETURNS text LANGUAGE sql AS $$
+    SELECT 'pii:' || rtrim(translate(encode(substr(public.hmac(convert_to(value, 'UTF8'), salt, 'sha256'), 1, 16),
+                                            'base64'), '+/', '-_'), '=') $$;
+SELECT is((SELECT bool_and(length(c) <= 32 AND c ~ '^pii:[A-Za-z0-9_-]{22}$')
+             FROM f2.new, LATERAL (VALUES (before->>'owner_email'), (after->>'owner_email')) AS x(c)
+            WHERE c IS NOT NULL), true,
+          'pii: every commitment is "pii:" and 22 base64url characters (at most 32)');
+SELECT is((SELECT array_agg(i.c = f2.commitment(v.clear->i.image->>'owner_email', v.salt) ORDER BY l.id, i.image)
+             FROM f2.new l JOIN autora.pii_vault v ON v.entry_id = l.id,
+                  LATERAL (VALUES ('before', l.before->>'owner_email'), ('after', l.after->>'owner_email')) AS i(image, c)
+            WHERE i.c IS NOT NULL),
+          ARRAY[true, true, true, true],
+          'pii: each commitment opens with its entry''s vault row (HMAC-SHA256 under the salt, recomputed with pgcrypto)');
+SELECT is((SELECT u.after->>'owner_email' <> d.before->>'owner_email'
+             FROM f2.new u, f2.new d WHERE u.op = 'UPDATE' AND u.changed = '{owner_email}' AND d.op = 'DELETE'),
+          true, 'pii: the same value committed by two entries gives two commitments (unlinkable)');
+SELECT is((SELECT after->>'owner_email' <> before->>'owner_email' FROM f2.new WHERE op = 'UPDATE' AND changed = '{owner_email}'),
+          true, 'pii: a changed value''s commitments differ');
+SELECT is(f2.try($$SELECT autora.protect('f2.cars', pii_columns => '{id}')$$), '22023',
+          'pii: a primary key column cannot be a PII column (22023)');
+SELECT f2.remark();
+SET ROLE f2_app;
+SELECT autora.set_context_trusted('f2-a', 'u-ann', 'sales');
+INSERT INTO f2.cars (id, vin) VALUES (9, 'VIN9');
+RESET ROLE;
+SELECT is((SELECT count(*) FROM autora.pii_vault v JOIN f2.new l ON l.id = v.entry_id), 0::bigint,
+          'pii: an entry whose PII values are all NULL writes no vault row');
+DELETE FROM f2.cars WHERE id = 9;
 
 -- the state of a row is the fold of its entries
 SET ROLE f2_app;

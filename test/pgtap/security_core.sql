@@ -187,7 +187,7 @@ SELECT is((SELECT tenant_column::text || ' ' || pii_columns::text FROM autora.pr
 SELECT sc.ctx('sc-a');
 SELECT is(sc.try($$INSERT INTO sc.orders (id, customer, contact) VALUES (4, 'Ann A', 'ann@a.example')$$), 'ok',
           'writes still work after the renames (the renamed tenant column is stamped)');
-SELECT is((SELECT after ->> 'contact' LIKE 'hmac-sha256:%' AND after ->> 'store_id' = 'sc-a'
+SELECT is((SELECT after ->> 'contact' LIKE 'pii:%' AND after ->> 'store_id' = 'sc-a'
              FROM autora.ledger WHERE table_name = 'orders' AND op = 'INSERT' ORDER BY id DESC LIMIT 1), true,
           'the renamed PII column reaches the ledger as a digest, never in clear');
 SELECT autora.clear_context();

@@ -33,7 +33,7 @@ $$;
 -- holds every privilege on the ledger relations, and the superuser
 CREATE ROLE tap_owner NOLOGIN;
 CREATE ROLE tap_admin NOLOGIN IN ROLE autora_admin, tap_owner;
-GRANT ALL ON autora.ledger, autora.ledger_blocks, autora.pii_vault, autora.vault_key TO tap_admin;
+GRANT ALL ON autora.ledger, autora.ledger_blocks, autora.pii_vault TO tap_admin;
 GRANT pg_read_server_files TO tap_admin;
 CREATE TABLE tap_roles (r name, label text);
 INSERT INTO tap_roles VALUES ('tap_owner', 'table owner'), ('tap_admin', 'autora_admin member'),
@@ -86,7 +86,7 @@ INSERT INTO tap_ops (op, sql) VALUES
     ('DROP EXTENSION',            $$DROP EXTENSION autora_audit$$),
     ('DROP SCHEMA autora CASCADE', $$DROP SCHEMA autora CASCADE$$),
     ('ALTER EXTENSION ... DROP',  $$ALTER EXTENSION autora_audit DROP TABLE autora.ledger$$),
-    ('UPDATE vault_key',          $$UPDATE autora.vault_key SET key = key$$),
+    ('UPDATE pii_vault salt',     $$UPDATE autora.pii_vault SET salt = salt$$),
     ('ALTER INDEX ledger_blocks_pkey', $$ALTER INDEX autora.ledger_blocks_pkey RENAME TO pk_old$$),
     ('DROP TABLE ledger_blocks',  $$DROP TABLE autora.ledger_blocks CASCADE$$);
 

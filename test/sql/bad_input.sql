@@ -266,7 +266,7 @@ SELECT length(after->>'notes') AS notes_length,
        after->>'notes' = repeat('x', 1048576) AS notes_intact,
        after->>'customer' = E'O''Brien "Bob" \\ \u00e9\u00e8 \U0001F697 <tab>\t</tab>' AS customer_intact,
        after->'price' AS price, after->'score' AS score,
-       after ? 'my col' AS excluded_present, after->>'we"ird' LIKE 'hmac-sha256:%' AS pii_digested
+       after ? 'my col' AS excluded_present, after->>'we"ird' LIKE 'pii:%' AS pii_committed
   FROM autora.ledger WHERE id > :mark AND op = 'INSERT';
 UPDATE bad_deals SET notes = notes || 'y' WHERE id = 2;
 SELECT changed, length(before->>'notes') AS before_length, length(after->>'notes') AS after_length

@@ -140,22 +140,24 @@ SELECT xid = pg_current_xact_id()::text::bigint AS xid_is_this_transaction,
        stmt_ts >= transaction_timestamp() AS stmt_ts_in_transaction,
        ts <= clock_timestamp() AS ts_not_in_future,
        length(hash) AS hash_length,
-       after ? 'email' AS email_recorded, after->>'email' LIKE 'hmac-sha256:%' AS email_digested,
+       after ? 'email' AS email_recorded, after->>'email' ~ '^pii:[A-Za-z0-9_-]{22}$' AS email_committed,
        position('ada@example.com' IN after::text) = 0 AS no_clear_email,
        NOT (after ? 'updated_at') AS updated_at_excluded
   FROM autora.ledger WHERE id > :mark;
 COMMIT;
--- the clear PII value is kept in the vault, beside the entry
-SELECT v.tenant_id, v.clear
+-- the clear PII value is kept in the vault, beside the entry, with the
+-- entry's random salt
+SELECT v.tenant_id, v.clear, length(v.salt) AS salt_bytes
   FROM autora.pii_vault v JOIN autora.ledger l ON l.id = v.entry_id
  WHERE l.id > :mark;
--- the digest is HMAC-SHA256 (RFC 2104) of the value's text under the vault
--- key: recomputed here with pgcrypto
+-- the commitment is the first 128 bits of HMAC-SHA256 (RFC 2104) of the
+-- value's text under that salt, base64url: recomputed here with pgcrypto
 CREATE EXTENSION pgcrypto;
-SELECT l.after->>'email' = 'hmac-sha256:' || encode(hmac(convert_to('ada@example.com', 'UTF8'), k.key, 'sha256'), 'hex')
-       AS digest_is_hmac_sha256
-  FROM autora.ledger l, autora.vault_key k WHERE l.id > :mark;
-DROP EXTENSION pgcrypto;
+CREATE FUNCTION pg_temp.commitment(value text, salt bytea) RETURNS text LANGUAGE sql AS $$
+    SELECT 'pii:' || rtrim(translate(encode(substr(hmac(convert_to(value, 'UTF8'), salt, 'sha256'), 1, 16),
+                                            'base64'), '+/', '-_'), '=') $$;
+SELECT l.after->>'email' = pg_temp.commitment('ada@example.com', v.salt) AS commitment_opens
+  FROM autora.ledger l JOIN autora.pii_vault v ON v.entry_id = l.id WHERE l.id > :mark;
 
 --
 -- UPDATE (format 2): before and after hold only the changed columns;
@@ -216,11 +218,12 @@ SET ROLE regress_cap_app;
 INSERT INTO dealer.deals (tenant_id, customer, email, price)
 VALUES ('101', 'Grace Hopper', 'ada@example.com', 18000) RETURNING id, tenant_id;
 RESET ROLE;
--- equal PII values give equal digests
-SELECT l.after->>'email' = (SELECT after->>'email' FROM autora.ledger
-                             WHERE table_name = 'deals' AND op = 'INSERT' AND pk = '{"id": 1}')
-       AS same_digest_for_same_value
-  FROM autora.ledger l WHERE l.id > :mark;
+-- equal PII values of two rows cannot be linked: each entry has its own salt
+SELECT l.after->>'email' <> (SELECT after->>'email' FROM autora.ledger
+                              WHERE table_name = 'deals' AND op = 'INSERT' AND pk = '{"id": 1}')
+       AS unlinkable, l.after->>'email' = pg_temp.commitment('ada@example.com', v.salt) AS commitment_opens
+  FROM autora.ledger l JOIN autora.pii_vault v ON v.entry_id = l.id WHERE l.id > :mark;
+DROP EXTENSION pgcrypto;
 
 -- a mismatching tenant is refused, and so is moving a row to another tenant
 SET ROLE regress_cap_app;
@@ -242,7 +245,7 @@ SET ROLE regress_cap_app;
 DELETE FROM dealer.deals WHERE id = 2;
 RESET ROLE;
 SELECT op, tenant_id, pk, after, changed, before - 'email' AS before,
-       before->>'email' LIKE 'hmac-sha256:%' AS email_digested, actor_id
+       before->>'email' LIKE 'pii:%' AS email_committed, actor_id
   FROM autora.ledger WHERE id > :mark ORDER BY id;
 
 --

@@ -24,7 +24,6 @@ SELECT count(*) AS n_ledger, md5(string_agg(l::text, '|' ORDER BY l.id)) AS ledg
 SELECT max(block_id) AS last_block, md5(string_agg(b::text, '|' ORDER BY b.block_id)) AS blocks_fp
   FROM autora.ledger_blocks b \gset
 SELECT md5(string_agg(v::text, '|' ORDER BY v.entry_id)) AS vault_fp FROM autora.pii_vault v \gset
-SELECT md5(k::text) AS key_fp FROM autora.vault_key k \gset
 SELECT min(id) AS first_id, max(id) AS fp_last_id FROM autora.ledger \gset
 -- attempt(sql): 'allowed', or the SQLSTATE that refused it (where the exact
 -- message is not the point)
@@ -85,12 +84,12 @@ UPDATE autora.ledger_blocks SET prev_hash = block_hash;
 \echo :SQLSTATE
 DELETE FROM autora.ledger_blocks;
 \echo :SQLSTATE
--- the PII vault and its key are guarded the same way
-UPDATE autora.vault_key SET key = decode(repeat('00', 32), 'hex');
+-- the PII vault is guarded the same way
+UPDATE autora.pii_vault SET salt = decode(repeat('00', 16), 'hex');
 \echo :SQLSTATE
 DELETE FROM autora.pii_vault;
 \echo :SQLSTATE
-TRUNCATE autora.vault_key;
+TRUNCATE autora.pii_vault;
 \echo :SQLSTATE
 -- restore mode lets a superuser load only an EMPTY ledger, not add to this one
 SET autora.restore_mode = on;
@@ -257,7 +256,6 @@ SELECT op, event, entity_id, table_name FROM autora.ledger WHERE id > :fp_last_i
 SELECT md5(string_agg(b::text, '|' ORDER BY b.block_id)) = :'blocks_fp' AS same_blocks
   FROM autora.ledger_blocks b WHERE b.block_id <= :last_block;
 SELECT md5(string_agg(v::text, '|' ORDER BY v.entry_id)) = :'vault_fp' AS same_vault FROM autora.pii_vault v;
-SELECT md5(k::text) = :'key_fp' AS same_key FROM autora.vault_key k;
 SELECT c.relname, count(*) AS autora_triggers, bool_and(t.tgenabled = 'A') AS all_always
   FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
  WHERE c.relname = 'grd_deals' AND t.tgname IN ('autora_capture', 'zz_autora_stamp_tenant', 'autora_truncate')

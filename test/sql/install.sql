@@ -38,7 +38,7 @@ SELECT c.relname, c.relkind,
                      'protected_schemas', 'protected_tables', 'chain_status',
                      'ledger_id_seq', 'ledger_block_id_seq', 'chain_seq_platform',
                      'ledger_id_xid_idx', 'ledger_blocks_pkey', 'ledger_blocks_chain_key',
-                     'pii_vault', 'vault_key', 'keys')
+                     'pii_vault', 'keys')
  ORDER BY c.relname;
 
 -- the ledger's columns (the entry format), in order
@@ -100,10 +100,9 @@ SELECT count(*) AS ledger_entries FROM autora.ledger;
 SELECT count(*) AS ledger_blocks FROM autora.ledger_blocks;
 SELECT count(*) AS protected FROM autora.protected_tables;
 SELECT count(*) AS vault_rows FROM autora.pii_vault;
--- no PII key yet: it is made when a PII column is first captured (so that
--- pg_restore can load the original key into a fresh installation)
-SELECT id, length(key) AS key_length, key <> decode(repeat('00', 32), 'hex') AS not_zero
-  FROM autora.vault_key;
+-- the PII vault's columns: each row keeps its entry's salt with the clear values
+SELECT attname, format_type(atttypid, atttypmod) AS type, attnotnull
+  FROM pg_attribute WHERE attrelid = 'autora.pii_vault'::regclass AND attnum > 0 ORDER BY attnum;
 SELECT * FROM autora.verify();
 SELECT * FROM autora.chain_status;
 
@@ -118,7 +117,7 @@ SELECT r.rolname, t.tbl,
   FROM (VALUES ('regress_inst_nobody'), ('autora_admin'), ('autora_auditor')) AS r(rolname),
        (VALUES ('autora.ledger'), ('autora.ledger_blocks'), ('autora.tenants'),
                ('autora.actor_roles'), ('autora.protected_tables'),
-               ('autora.pii_vault'), ('autora.vault_key'), ('autora.keys')) AS t(tbl)
+               ('autora.pii_vault'), ('autora.keys')) AS t(tbl)
  ORDER BY 1, 2;
 SELECT r.rolname, f.fn, has_function_privilege(r.rolname, f.fn, 'EXECUTE') AS exec
   FROM (VALUES ('regress_inst_nobody'), ('autora_admin'), ('autora_auditor')) AS r(rolname),

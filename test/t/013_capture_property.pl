@@ -1,7 +1,7 @@
 # 013_capture_property.pl: capture never misses or invents an entry,
 # whatever subtransactions run between a change and the write of its entry.
 #
-# First the reproductions of issue 11 item 1 and of the PII key made in an
+# First the reproductions of issue 11 item 1 and of PII captured in an
 # aborted subtransaction; then a property test: seeded random transactions
 # (statements, savepoints, ROLLBACK TO, RELEASE, exceptions caught in
 # triggers and DO blocks, writable CTEs, deferred constraint triggers,
@@ -14,7 +14,8 @@
 use strict;
 use warnings;
 
-use Digest::SHA qw(hmac_sha256_hex);
+use Digest::SHA qw(hmac_sha256);
+use MIME::Base64 qw(encode_base64url);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -25,7 +26,7 @@ use AutoraTenancy qw(hs256_token jwt_claims run_sql $HS_SECRET $HS_KID);
 my $node = autora_node('capture_property');
 my $t0 = time();
 
-# One database per part: the PII key is made on a database's first PII value.
+# One database per part.
 sub make_db
 {
 	my ($db, $tenants) = @_;
@@ -159,9 +160,10 @@ is( entry_counts('repro', 'items'),
 	"items INSERT 1 x1\nitems INSERT 2 x1\nitems UPDATE 1 x1\nitems UPDATE 2 x1",
 	'(b) two rows updated, two UPDATE entries');
 
-# (c) the PII key made in a subtransaction that aborts is gone with it; the
-# session must not keep digesting with it.  Once with ROLLBACK TO, once with
-# the key made in a child released into a savepoint later rolled back.
+# (c) PII captured in a subtransaction that aborts: its entry and vault row
+# are gone with it, and what commits keeps a vault row whose salt opens the
+# entry's commitment.  Once with ROLLBACK TO, once with the value captured in
+# a child released into a savepoint later rolled back.
 for my $case (
 	[ 'vault_rollback_to', 'SAVEPOINT s1; INSERT INTO people (email) VALUES (\'gone@x\'); ROLLBACK TO s1;' ],
 	[   'vault_released',
@@ -188,21 +190,24 @@ for my $case (
 		COMMIT;});
 	is($st, 'ok', "$db: the transaction commits");
 	$s->quit;
-	# a later session digests the same value: with the same key, the same digest
+	# a later session commits the same value
 	$node->safe_psql($db, qq{
 		BEGIN;
 		SELECT autora.set_context_trusted('v1', 'later', 'sales');
 		INSERT INTO people (email) VALUES ('kept\@x');
 		COMMIT;});
-	my $keys = $node->safe_psql($db, q{SELECT encode(key, 'hex') FROM autora.vault_key});
-	my @keys = split /\n/, $keys;
-	is(scalar(@keys), 1, "$db: the database has one PII key after commit");
-	my $digests = $node->safe_psql($db, q{
-		SELECT string_agg(after->>'email', E'\n' ORDER BY id) FROM autora.ledger
-		 WHERE table_name = 'people' AND op = 'INSERT'});
-	my $want = 'hmac-sha256:' . hmac_sha256_hex('kept@x', pack('H*', $keys));
-	is($digests, "$want\n$want",
-		"$db: both entries carry the digest under the stored key, in both sessions");
+	my $rows = $node->safe_psql($db, q{
+		SELECT l.after->>'email', encode(v.salt, 'hex'), v.clear->'after'->>'email'
+		  FROM autora.ledger l LEFT JOIN autora.pii_vault v ON v.entry_id = l.id
+		 WHERE l.table_name = 'people' AND l.op = 'INSERT' ORDER BY l.id});
+	my @rows = map { [ split /\|/ ] } split /\n/, $rows;
+	is(scalar(@rows), 2, "$db: two INSERT entries committed, none of the rolled-back one");
+	is( join(',', map { $_->[0] eq 'pii:' . encode_base64url(substr(hmac_sha256($_->[2] // '', pack('H*', $_->[1] // '')), 0, 16)) ? 'opens' : 'no' } @rows),
+		'opens,opens', "$db: each entry's commitment opens with its own vault row's salt and clear value");
+	isnt($rows[0][0], $rows[1][0], "$db: the two commitments of one value differ (unlinkable)");
+	is($node->safe_psql($db, q{SELECT count(*) FROM autora.pii_vault v
+		WHERE NOT EXISTS (SELECT FROM autora.ledger l WHERE l.id = v.entry_id)}), '0',
+		"$db: no vault row outlived its rolled-back entry");
 	is(sealed_and_verified($db), 'ok', "$db: sealed, and verify is ok");
 }
 note 'reproductions took ' . elapsed($t0) . ' s';
@@ -578,23 +583,25 @@ my ($nfold, $fsample) = split / /, $fold, 2;
 is($nfold, 0, 'property: every table equals the fold of its entries')
   or diag("seed $seed: $fsample");
 
-# 3. PII: one vault row per INSERT entry of t_b, no orphan, one key
+# 3. PII: a vault row for each t_b entry whose images hold a PII value, no
+# other and no orphan, each opening its entry's commitments
 my $vault = $node->safe_psql('prop', q{
 	SELECT (SELECT count(*) FROM autora.ledger l
-			 WHERE table_name = 't_b' AND op = 'INSERT'
+			 WHERE table_name = 't_b' AND coalesce(l.after->>'email', l.before->>'email') IS NOT NULL
 			   AND NOT EXISTS (SELECT FROM autora.pii_vault v WHERE v.entry_id = l.id)) || ' '
 		|| (SELECT count(*) FROM autora.pii_vault v
-			 WHERE NOT EXISTS (SELECT FROM autora.ledger l WHERE l.id = v.entry_id)) || ' '
-		|| (SELECT count(*) FROM autora.vault_key)});
-is($vault, '0 0 1', 'property: each t_b INSERT entry has its vault row, no vault row is orphaned, one key')
+			 WHERE NOT EXISTS (SELECT FROM autora.ledger l WHERE l.id = v.entry_id
+								 AND coalesce(l.after->>'email', l.before->>'email') IS NOT NULL))});
+is($vault, '0 0', 'property: each t_b entry with PII in its images has its vault row, and no vault row is orphaned')
   or diag("seed $seed");
-my $digests = $node->safe_psql('prop', q{
-	SELECT count(*) FROM (
-		SELECT v.clear->'after'->>'email' AS clear
-		  FROM autora.ledger l JOIN autora.pii_vault v ON v.entry_id = l.id
-		 WHERE l.table_name = 't_b' AND l.op = 'INSERT'
-		 GROUP BY 1 HAVING count(DISTINCT l.after->>'email') > 1) x});
-is($digests, '0', 'property: each PII value has one digest throughout');
+my @opened = map { [ split /\|/ ] } split /\n/, $node->safe_psql('prop', q{
+	SELECT i.commitment, encode(v.salt, 'hex'), v.clear->i.image->>'email'
+	  FROM autora.ledger l JOIN autora.pii_vault v ON v.entry_id = l.id,
+		   LATERAL (VALUES ('before', l.before->>'email'), ('after', l.after->>'email')) AS i(image, commitment)
+	 WHERE l.table_name = 't_b' AND i.commitment IS NOT NULL});
+my $unopened = grep { $_->[0] ne 'pii:' . encode_base64url(substr(hmac_sha256($_->[2] // '', pack('H*', $_->[1])), 0, 16)) } @opened;
+cmp_ok(scalar(@opened), '>', 0, 'property: PII values were committed');
+is($unopened, 0, 'property: every PII commitment opens with its vault row');
 
 # 4. sealed, and the chains verify
 is(sealed_and_verified('prop'), 'ok', 'property: every entry sealed, and verify is ok')

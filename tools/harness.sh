@@ -19,7 +19,7 @@ DEB_PACKAGES=(
     postgresql-15 postgresql-server-dev-15
     postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl
     postgresql-15-pgaudit pgbouncer
-    libssl-dev libipc-run-perl perl
+    libssl-dev libipc-run-perl perl python3
     make gcc libc6-dev
 )
 

@@ -209,7 +209,10 @@ CREATE TABLE autora.protected (
     protected_by    text     NOT NULL DEFAULT CURRENT_USER,
     -- row level security as it was before the first protect(), restored by unprotect()
     rls_before      boolean  NOT NULL DEFAULT false,
-    force_before    boolean  NOT NULL DEFAULT false
+    force_before    boolean  NOT NULL DEFAULT false,
+    -- the columns (attribute numbers) the last protect() saw: a column added
+    -- since is captured as an ordinary one and listed by autora.coverage
+    reviewed_columns smallint[] NOT NULL DEFAULT '{}'
 );
 SELECT pg_catalog.pg_extension_config_dump('autora.protected', '');
 
@@ -491,6 +494,95 @@ SELECT p.relid,
   JOIN pg_class c ON c.oid = p.relid
   JOIN pg_namespace n ON n.oid = c.relnamespace;
 
+-- The protected table whose protection covers a table (itself, or the
+-- protected ancestor of a partition or inheritance child); NULL if none.
+CREATE FUNCTION autora._protected_root(rel regclass) RETURNS regclass
+AS 'MODULE_PATHNAME', 'autora_protected_root' LANGUAGE C STRICT STABLE;
+
+-- What is not audited, and how to fix it: one row per table of the user
+-- schemas (partitions are covered by their root's row).
+CREATE VIEW autora.coverage AS
+WITH t AS (
+    SELECT c.oid AS relid, n.nspname AS table_schema, c.relname AS table_name,
+           pg_catalog.format('%I.%I', n.nspname, c.relname) AS qualified,
+           c.relforcerowsecurity AS rls_forced,
+           autora._protected_root(c.oid::pg_catalog.regclass) AS root
+      FROM pg_catalog.pg_class c
+      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.relpersistence <> 't'
+       AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'autora')
+       AND n.nspname NOT LIKE 'pg\_%'
+), s AS (
+    SELECT t.*, p.tenant_column, p.pii_columns, p.exclude_columns, p.relid IS NOT NULL AS registered,
+           -- every member of the tree that holds rows has the capture trigger, enabled
+           t.root IS NOT NULL AND NOT EXISTS (
+               WITH RECURSIVE tree(relid) AS (
+                   SELECT t.relid
+                   UNION ALL
+                   SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN tree ON i.inhparent = tree.relid)
+               SELECT FROM tree JOIN pg_catalog.pg_class m ON m.oid = tree.relid
+                WHERE m.relkind <> 'p'
+                  AND NOT EXISTS (SELECT FROM pg_catalog.pg_trigger g
+                                   WHERE g.tgrelid = m.oid AND g.tgenabled = 'A'
+                                     AND g.tgfoid = 'autora.capture_row()'::pg_catalog.regprocedure))
+               AS capture_enabled,
+           -- columns whose names the last protect() of the root did not see
+           ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a
+                  WHERE a.attrelid = t.relid AND a.attnum > 0 AND NOT a.attisdropped
+                    AND t.root IS NOT NULL
+                    AND a.attname NOT IN (SELECT r.attname FROM pg_catalog.pg_attribute r
+                                           WHERE r.attrelid = t.root AND r.attnum = ANY (p.reviewed_columns)
+                                             AND NOT r.attisdropped)
+                  ORDER BY a.attnum) AS unreviewed_columns,
+           -- windows between an unprotect() and the next protect(), from the
+           -- protection events of the platform chain
+           (SELECT pg_catalog.string_agg(pg_catalog.format('unprotected from %s to %s (%s)', u.ts,
+                                                          coalesce(r.ts::text, 'now'), u.metadata->>'reason'),
+                                        '; ' ORDER BY u.id)
+              FROM autora.ledger u
+              LEFT JOIN LATERAL (SELECT l.ts FROM autora.ledger l
+                                  WHERE l.op = 'EVENT' AND l.event = 'protect' AND l.entity_id = u.entity_id
+                                    AND l.id > u.id ORDER BY l.id LIMIT 1) r ON true
+             WHERE u.op = 'EVENT' AND u.event = 'unprotect' AND u.tenant_id IS NULL
+               AND u.entity_id = t.qualified) AS windows
+      FROM t LEFT JOIN autora.protected p ON p.relid = t.root
+), g AS (
+    SELECT s.*,
+           pg_catalog.array_remove(ARRAY[
+               CASE WHEN root IS NULL THEN 'not protected' END,
+               CASE WHEN root IS NOT NULL AND tenant_column IS NOT NULL AND NOT rls_forced
+                    THEN 'row level security is not forced' END,
+               CASE WHEN root IS NOT NULL AND NOT capture_enabled THEN 'capture is not enabled on every member' END,
+               CASE WHEN pg_catalog.cardinality(unreviewed_columns) > 0
+                    THEN 'columns added since protect() await review: '
+                         || pg_catalog.array_to_string(unreviewed_columns, ', ') END,
+               windows], NULL) AS gaps,
+           -- protect() again, with the registered options: it restores what is
+           -- missing and marks the columns reviewed (add new PII columns first)
+           CASE WHEN registered AND tenant_column IS NULL
+                THEN pg_catalog.format('SELECT autora.protect(%L, pii_columns => %L, exclude_columns => %L, platform => true);',
+                                       qualified, pii_columns, exclude_columns)
+                WHEN registered
+                THEN pg_catalog.format('SELECT autora.protect(%L, %L, %L, %L);',
+                                       qualified, tenant_column, pii_columns, exclude_columns)
+                WHEN root IS NOT NULL
+                THEN pg_catalog.format('-- protected with %s: fix it there', root)
+                WHEN EXISTS (SELECT FROM pg_catalog.pg_attribute a
+                              WHERE a.attrelid = relid AND NOT a.attisdropped
+                                AND a.attname = pg_catalog.current_setting('autora.tenant_column'))
+                THEN pg_catalog.format('SELECT autora.protect(%L);', qualified)
+                ELSE pg_catalog.format('SELECT autora.protect(%L, platform => true);', qualified)
+           END AS repair
+      FROM s
+)
+SELECT table_schema, table_name, tenant_column,
+       root IS NOT NULL AS protected, rls_forced, capture_enabled,
+       unreviewed_columns,
+       CASE WHEN pg_catalog.cardinality(gaps) > 0 THEN pg_catalog.array_to_string(gaps, '; ') END AS gap,
+       CASE WHEN pg_catalog.cardinality(gaps) > 0 AND (gaps <> ARRAY[windows] OR windows IS NULL)
+            THEN repair END AS fix
+  FROM g;
+
 ------------------------------------------------------------------------------
 -- Events, sealing, verification (src/ledger.c, src/chain.c, src/verify.c)
 ------------------------------------------------------------------------------
@@ -573,8 +665,10 @@ GRANT EXECUTE ON FUNCTION autora.protect(regclass, name, name[], name[], boolean
                           autora.revoke_key(text),
                           autora.seal()
       TO autora_admin;
-GRANT SELECT ON autora.protected, autora.protected_schemas, autora.protected_tables
+GRANT SELECT ON autora.protected, autora.protected_schemas, autora.protected_tables,
+                autora.coverage
       TO autora_admin, autora_auditor;
+GRANT EXECUTE ON FUNCTION autora._protected_root(regclass) TO autora_admin, autora_auditor;
 GRANT SELECT (kid, alg, created_at, revoked_at) ON autora.keys TO autora_admin;
 
 GRANT SELECT ON autora.ledger, autora.ledger_blocks, autora.chain_status TO autora_auditor;

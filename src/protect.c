@@ -735,13 +735,17 @@ autora_protect(PG_FUNCTION_ARGS)
 	values[4] = CStringGetTextDatum(RequestingUser());
 	values[5] = BoolGetDatum(rls_before);
 	values[6] = BoolGetDatum(force_before);
+	/* the columns it sees now are reviewed: autora.coverage lists those added later */
 	RegistryExecuteWithNulls("INSERT INTO autora.protected (relid, tenant_column, pii_columns, exclude_columns,"
-					" protected_by, rls_before, force_before)"
+					" protected_by, rls_before, force_before, reviewed_columns)"
 					" VALUES ($1::pg_catalog.regclass, $2, $3::pg_catalog.name[], $4::pg_catalog.name[],"
-					" $5, $6, $7)"
+					" $5, $6, $7,"
+					" ARRAY(SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid"
+					" OPERATOR(pg_catalog.=) $1 AND attnum OPERATOR(pg_catalog.>) 0 AND NOT attisdropped"
+					" ORDER BY attnum))"
 					" ON CONFLICT (relid) DO UPDATE SET tenant_column = EXCLUDED.tenant_column,"
 					" pii_columns = EXCLUDED.pii_columns, exclude_columns = EXCLUDED.exclude_columns,"
-					" protected_by = EXCLUDED.protected_by",
+					" protected_by = EXCLUDED.protected_by, reviewed_columns = EXCLUDED.reviewed_columns",
 					7, argtypes, values, platform ? " n     " : "       ");
 	RegistryInvalidateTree(relid);
 	CommandCounterIncrement();

@@ -230,6 +230,18 @@ RelIsProtected(Oid relid)
 	return OidIsValid(RegistryRootOf(relid));
 }
 
+/* autora._protected_root(regclass): the registered root covering a table, or NULL. */
+PG_FUNCTION_INFO_V1(autora_protected_root);
+Datum
+autora_protected_root(PG_FUNCTION_ARGS)
+{
+	Oid			root = RegistryRootOf(PG_GETARG_OID(0));
+
+	if (!OidIsValid(root))
+		PG_RETURN_NULL();
+	PG_RETURN_OID(root);
+}
+
 bool
 RelIsPlatformTable(Oid relid)
 {

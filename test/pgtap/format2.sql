@@ -9,7 +9,7 @@
 --   platform tables: protect(platform => true), no row level security,
 --     writes need a context and go to the platform chain with its actor.
 BEGIN;
-SELECT plan(49);
+SELECT plan(58);
 
 -- ------------------------------------------------------------------ set-up
 CREATE SCHEMA f2;
@@ -280,6 +280,51 @@ SELECT is(f2.try($$SELECT autora.unprotect('f2.price_book', 'moved to the catalo
           'platform: unprotect works, with a reason');
 SELECT is((SELECT count(*) FROM pg_trigger WHERE tgrelid = 'f2.price_book'::regclass AND NOT tgisinternal),
           0::bigint, 'platform: and removes the triggers');
+
+-- ------------------------------------------------------------------ columns follow their roles; coverage
+-- a renamed PII column stays PII; a column added later is ordinary, and
+-- autora.coverage lists it for review until protect() runs again
+ALTER TABLE f2.cars RENAME COLUMN owner_email TO contact_email;
+ALTER TABLE f2.cars ADD COLUMN phone text;
+SET ROLE f2_app;
+SELECT autora.set_context_trusted('f2-a', 'u-ann', 'sales');
+SELECT f2.remark();
+INSERT INTO f2.cars (id, vin, contact_email, phone) VALUES (20, 'VIN20', 'cy@example.com', '+1 555 0199');
+RESET ROLE;
+SELECT is((SELECT jsonb_build_array(after->>'contact_email' LIKE 'pii:%', after->>'phone') FROM f2.new),
+          '[true, "+1 555 0199"]'::jsonb,
+          'columns: a renamed PII column stays PII; a column added later is captured as an ordinary one');
+SELECT is((SELECT jsonb_build_array(protected, unreviewed_columns, gap, fix) FROM autora.coverage
+            WHERE table_schema = 'f2' AND table_name = 'cars'),
+          jsonb_build_array(true, ARRAY['phone'], 'columns added since protect() await review: phone',
+                            'SELECT autora.protect(''f2.cars'', ''tenant_id'', ''{contact_email}'', ''{touched}'');'),
+          'coverage: the added column awaits review, with the command that records the review');
+SELECT autora.protect('f2.cars', 'tenant_id', '{contact_email,phone}', '{touched}');
+SELECT is((SELECT jsonb_build_array(unreviewed_columns, gap, fix) FROM autora.coverage
+            WHERE table_schema = 'f2' AND table_name = 'cars'),
+          '[[], null, null]'::jsonb, 'coverage: protect() again marks the columns reviewed');
+SELECT is((SELECT jsonb_build_array(protected, gap, fix) FROM autora.coverage
+            WHERE table_schema = 'f2' AND table_name = 'mark'),
+          '[false, "not protected", "SELECT autora.protect(''f2.mark'', platform => true);"]'::jsonb,
+          'coverage: an unprotected table is a gap, with a fix');
+SELECT is((SELECT count(*) FROM autora.coverage WHERE table_name IN ('jobs_a_low', 'work_low', 'jobs_a_high', 'rates_us')),
+          0::bigint, 'coverage: partitions are covered by their root''s row');
+SELECT autora.unprotect('f2.legacy', 'schema change');
+SELECT matches((SELECT protected || ' ' || gap FROM autora.coverage
+                 WHERE table_schema = 'f2' AND table_name = 'legacy'),
+               '^false not protected; unprotected from .* to now \(schema change\)$',
+               'coverage: an unprotected table shows as not protected, since when and why');
+SELECT autora.protect('f2.legacy');
+SELECT matches((SELECT gap FROM autora.coverage WHERE table_schema = 'f2' AND table_name = 'legacy'),
+               '^unprotected from .* to .* \(schema change\)$',
+               'coverage: the window between unprotect() and protect() stays visible, with its reason');
+SELECT is((SELECT fix FROM autora.coverage WHERE table_schema = 'f2' AND table_name = 'legacy'), NULL,
+          'coverage: a past window has no fix');
+RESET ROLE;
+SET ROLE f2_app;
+SELECT is(f2.try($$SELECT * FROM autora.coverage$$), '42501',
+          'coverage: the application role may not read it (42501)');
+RESET ROLE;
 
 -- ------------------------------------------------------------------ every chain still verifies
 SELECT is((SELECT count(*) FROM autora.verify() WHERE ok IS FALSE), 0::bigint,

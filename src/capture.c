@@ -367,6 +367,12 @@ RequireSameTenant(RelInfo *info, const char *old_tenant, const char *new_tenant)
 
 /* --- capture_row ---------------------------------------------------------- */
 
+/*
+ * AFTER INSERT OR UPDATE OR DELETE, per row: checks the row's tenant
+ * against the context (for every operation, also for roles that bypass row
+ * level security) and records one entry with format 2 images; an UPDATE that
+ * changed no captured column records none while skip_noop_updates is on.
+ */
 PG_FUNCTION_INFO_V1(autora_capture_row);
 Datum
 autora_capture_row(PG_FUNCTION_ARGS)
@@ -484,6 +490,10 @@ autora_capture_row(PG_FUNCTION_ARGS)
 
 /* --- stamp_tenant --------------------------------------------------------- */
 
+/*
+ * BEFORE INSERT, per row: fills a NULL tenant column from the context, in
+ * the column's own type, or refuses a row of another tenant.
+ */
 PG_FUNCTION_INFO_V1(autora_stamp_tenant);
 Datum
 autora_stamp_tenant(PG_FUNCTION_ARGS)
@@ -613,6 +623,10 @@ CompareTenantCounts(const void *a, const void *b)
 	return strcmp(((const TenantCount *) a)->tenant, ((const TenantCount *) b)->tenant);
 }
 
+/*
+ * BEFORE TRUNCATE, per statement: refused unless autora.allow_truncate;
+ * then one entry per tenant (and partition) with its row count.
+ */
 PG_FUNCTION_INFO_V1(autora_capture_truncate);
 Datum
 autora_capture_truncate(PG_FUNCTION_ARGS)
@@ -685,6 +699,10 @@ autora_capture_truncate(PG_FUNCTION_ARGS)
 
 /* --- log_event ------------------------------------------------------------ */
 
+/*
+ * autora.log_event(): a semantic event in the chain of the context's store
+ * (the platform chain for a platform actor without one).
+ */
 PG_FUNCTION_INFO_V1(autora_log_event);
 Datum
 autora_log_event(PG_FUNCTION_ARGS)

@@ -177,6 +177,10 @@ LedgerInTablespace(Oid tablespace, List *roles)
 	return false;
 }
 
+/*
+ * Does the ledger hold entries (DROP EXTENSION is refused then)?  Buffered
+ * ones of this transaction count.
+ */
 static bool
 LedgerHasEntries(void)
 {
@@ -360,6 +364,11 @@ GuardTiedToExtension(ObjectAddress address, Relation rel, const char *action)
 
 /* --- utility commands ----------------------------------------------------- */
 
+/*
+ * DROP of ledger relations, their indexes, autora's functions, the registry
+ * or schema autora, and of extension autora_audit while the ledger holds
+ * entries.
+ */
 static void
 GuardDrop(DropStmt *stmt)
 {
@@ -414,6 +423,7 @@ GuardDrop(DropStmt *stmt)
 	}
 }
 
+/* ALTER TABLE of a ledger relation, or INHERIT from one. */
 static void
 GuardAlterTable(AlterTableStmt *stmt)
 {
@@ -437,6 +447,7 @@ GuardAlterTable(AlterTableStmt *stmt)
 		RefuseAutoraObject("ALTER", get_rel_name(relid));
 }
 
+/* RENAME of schema autora, its functions or a ledger relation. */
 static void
 GuardRename(RenameStmt *stmt)
 {
@@ -650,6 +661,10 @@ GuardExtensionContents(AlterExtensionContentsStmt *stmt)
 		relation_close(rel, AccessShareLock);
 }
 
+/*
+ * ALTER ... DEPENDS ON EXTENSION would let another extension's drop take
+ * the object along, unguarded.
+ */
 static void
 GuardDependsOnExtension(AlterObjectDependsStmt *stmt)
 {
@@ -757,6 +772,7 @@ GuardUtility(Node *parsetree)
  */
 static int	explain_analyze_depth = 0;
 
+/* Is this EXPLAIN with ANALYZE on? */
 static bool
 IsExplainAnalyze(Node *parsetree)
 {
@@ -774,6 +790,11 @@ IsExplainAnalyze(Node *parsetree)
 	return false;
 }
 
+/*
+ * Every utility statement: the guards first, then the statement, with the
+ * owner's DDL on protected tables watched and recorded (protected_ddl.c)
+ * and database commands prepared (database_commands.c).
+ */
 static void
 autora_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 					  bool readOnlyTree, ProcessUtilityContext context,
@@ -858,6 +879,10 @@ CommandName(CmdType type)
  */
 static int	held_depth = 0;
 
+/*
+ * Plans that write a ledger relation or the registry are refused, whatever
+ * role runs them and however they were reached (functions, rules, CTEs).
+ */
 static void
 autora_ExecutorStart(QueryDesc *queryDesc, int eflags)
 {
@@ -981,6 +1006,10 @@ RefuseExplainAnalyze(RangeTblEntry *rte)
 			 errhint("Use EXPLAIN without ANALYZE, or a role that bypasses row level security.")));
 }
 
+/*
+ * At permission-check time: no context, no access to a protected table
+ * (so also when it is empty); no WITH HOLD or EXPLAIN ANALYZE over one.
+ */
 static bool
 autora_ExecutorCheckPerms(List *rangeTable, bool ereport_on_violation)
 {
@@ -1086,6 +1115,10 @@ AutoraTriggerRelation(Oid trigger_oid)
 	return relid;
 }
 
+/*
+ * Drops reached indirectly (DROP SCHEMA ... CASCADE, DROP OWNED, a
+ * cascade from a type) of ledger relations and protected objects.
+ */
 static void
 autora_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 					 int subId, void *arg)
@@ -1127,6 +1160,7 @@ autora_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 		ProtectedFunctionCheck(objectId);
 }
 
+/* Installs every hook of this file, chaining to those installed before. */
 void
 GuardInstallHooks(void)
 {

@@ -32,6 +32,9 @@
 static HTAB *RelInfoCache = NULL;
 static MemoryContext RelInfoMemory = NULL;
 
+/*
+ * Relcache callback: the relation's capture metadata is rebuilt on next use.
+ */
 static void
 RelInfoInvalidate(Datum arg, Oid relid)
 {
@@ -58,6 +61,7 @@ RelInfoInit(void)
 	CacheRegisterRelcacheCallback(RelInfoInvalidate, (Datum) 0);
 }
 
+/* How a value of this type becomes jsonb, as to_jsonb() would do it. */
 static ColumnJsonKind
 JsonKindOf(Oid typid)
 {
@@ -171,6 +175,9 @@ TypeHasUntrustedJsonCast(Oid typid, int depth)
 	return result;
 }
 
+/*
+ * A captured column's metadata: its type, output function and jsonb kind.
+ */
 static void
 FillColumn(CapturedColumn *col, Form_pg_attribute att, bool pii)
 {

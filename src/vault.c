@@ -27,7 +27,8 @@
  * per entry (RFC 2104), copied per value: OpenSSL's EVP_MAC allocates and
  * keys a context per call.  The SHA256_* functions are deprecated in
  * OpenSSL 3 in favour of EVP, which cannot copy a state without allocating;
- * they remain the same optimised code underneath.
+ * they are the same code underneath, and twice as fast on short inputs
+ * (see the numbers in encoding.c).
  */
 #define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/sha.h>
@@ -49,6 +50,7 @@ struct PiiSalt
 	SHA256_CTX	outer_pad;
 };
 
+/* A fresh random salt, with the SHA-256 states of its HMAC pads. */
 PiiSalt *
 PiiSaltDraw(void)
 {

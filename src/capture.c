@@ -37,44 +37,13 @@
 #include "context.h"
 #include "ledger.h"
 #include "encoding.h"
+#include "jsonb_push.h"
 #include "relinfo.h"
 #include "tenants.h"
 #include "vault.h"
 #include "writer.h"
 
 /* --- row to jsonb --------------------------------------------------------- */
-
-static void
-PushString(JsonbParseState **state, JsonbIteratorToken seq, const char *s)
-{
-	JsonbValue	v;
-
-	v.type = jbvString;
-	v.val.string.val = (char *) s;
-	v.val.string.len = strlen(s);
-	pushJsonbValue(state, seq, &v);
-}
-
-static void
-PushJsonb(JsonbParseState **state, Jsonb *jb)
-{
-	JsonbValue	v;
-
-	v.type = jbvBinary;
-	v.val.binary.data = &jb->root;
-	v.val.binary.len = VARSIZE(jb) - VARHDRSZ;
-	pushJsonbValue(state, WJB_VALUE, &v);
-}
-
-static void
-PushNumeric(JsonbParseState **state, Numeric n)
-{
-	JsonbValue	v;
-
-	v.type = jbvNumeric;
-	v.val.numeric = n;
-	pushJsonbValue(state, WJB_VALUE, &v);
-}
 
 /*
  * Does json text hold the escape \u0000?  jsonb has no such character, so

@@ -26,6 +26,7 @@
 #include "utils/syscache.h"
 #include "utils/typcache.h"
 
+#include "jsonb_push.h"
 #include "registry.h"
 #include "relinfo.h"
 
@@ -254,17 +255,6 @@ RequireTenantType(Relation rel, Form_pg_attribute att)
 				 errhint("A tenant column is text, varchar, uuid, integer or bigint.")));
 }
 
-static void
-PushString(JsonbParseState **state, JsonbIteratorToken seq, const char *s)
-{
-	JsonbValue	v;
-
-	v.type = jbvString;
-	v.val.string.val = (char *) s;
-	v.val.string.len = strlen(s);
-	pushJsonbValue(state, seq, &v);
-}
-
 /*
  * A member of a registered tree records its changes under the root's name
  * (SPEC: one history per table, however it is partitioned), and itself in
@@ -274,7 +264,6 @@ static void
 NamePartition(RelInfo *info, Relation rel)
 {
 	JsonbParseState *state = NULL;
-	JsonbValue	v;
 
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 	PushString(&state, WJB_KEY, "name");
@@ -285,10 +274,7 @@ NamePartition(RelInfo *info, Relation rel)
 
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 	PushString(&state, WJB_KEY, "partition");
-	v.type = jbvBinary;
-	v.val.binary.data = &info->partition->root;
-	v.val.binary.len = VARSIZE(info->partition) - VARHDRSZ;
-	pushJsonbValue(&state, WJB_VALUE, &v);
+	PushJsonb(&state, info->partition);
 	info->row_metadata = JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
 }
 

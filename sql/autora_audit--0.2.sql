@@ -417,6 +417,8 @@ BEGIN
           JOIN pg_namespace n ON n.oid = c.relnamespace
           JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = col AND NOT a.attisdropped
          WHERE n.nspname = schema AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+           -- tables protected already keep their options (PII columns included)
+           AND autora._protected_root(c.oid::regclass) IS NULL
          ORDER BY c.oid
     LOOP
         PERFORM autora.protect(rel, col);
@@ -447,15 +449,30 @@ BEGIN
     FOR cmd IN SELECT * FROM pg_event_trigger_ddl_commands()
                WHERE object_type = 'table'
     LOOP
-        -- a partition or inheritance child of a protected table (also attached later)
-        CONTINUE WHEN autora._protect_partitions(cmd.objid::regclass);
-        CONTINUE WHEN cmd.command_tag NOT IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO');
+        -- the tenant column of the table's schema, if protect_schema() registered it
         SELECT p.tenant_column INTO col
           FROM autora.protected_schemas p
          WHERE p.schema_name = cmd.schema_name;
+        IF col IS NOT NULL
+           AND NOT EXISTS (SELECT FROM pg_attribute
+                            WHERE attrelid = cmd.objid AND attname = col AND NOT attisdropped) THEN
+            col := NULL;
+        END IF;
+        -- a table with a store's rows must not join a platform table's tree,
+        -- which has neither row level security nor a tenant to stamp
+        IF col IS NOT NULL AND EXISTS (SELECT FROM autora.protected p
+                                        WHERE p.relid = autora._protected_root(cmd.objid::regclass)
+                                          AND p.tenant_column IS NULL) THEN
+            RAISE EXCEPTION 'table % has tenant column % but would be protected as a member of platform table %',
+                            cmd.object_identity, col, autora._protected_root(cmd.objid::regclass)
+                USING ERRCODE = '42501',
+                      DETAIL = 'A platform table''s tree has no row level security: every store''s rows would be readable without a context.',
+                      HINT = 'Create it without inheriting from the platform table.';
+        END IF;
+        -- a partition or inheritance child of a protected table (also attached later)
+        CONTINUE WHEN autora._protect_partitions(cmd.objid::regclass);
+        CONTINUE WHEN cmd.command_tag NOT IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO');
         CONTINUE WHEN col IS NULL;
-        CONTINUE WHEN NOT EXISTS (SELECT FROM pg_attribute
-                                   WHERE attrelid = cmd.objid AND attname = col AND NOT attisdropped);
         PERFORM autora.protect(cmd.objid::regclass, col);
     END LOOP;
 END
@@ -541,10 +558,13 @@ WITH t AS (
                                         '; ' ORDER BY u.id)
               FROM autora.ledger u
               LEFT JOIN LATERAL (SELECT l.ts FROM autora.ledger l
-                                  WHERE l.op = 'EVENT' AND l.event = 'protect' AND l.entity_id = u.entity_id
+                                  WHERE l.op = 'EVENT' AND l.event = 'protect' AND l.tenant_id IS NULL
+                                    AND (l.metadata->>'relid' = u.metadata->>'relid' OR l.entity_id = u.entity_id)
                                     AND l.id > u.id ORDER BY l.id LIMIT 1) r ON true
              WHERE u.op = 'EVENT' AND u.event = 'unprotect' AND u.tenant_id IS NULL
-               AND u.entity_id = t.qualified) AS windows
+               -- by relid, which survives renames; by name for events without one
+               AND (u.metadata->>'relid' = t.relid::text
+                    OR (u.metadata->>'relid' IS NULL AND u.entity_id = t.qualified))) AS windows
       FROM t LEFT JOIN autora.protected p ON p.relid = t.root
 ), g AS (
     SELECT s.*,
@@ -571,7 +591,7 @@ WITH t AS (
                               WHERE a.attrelid = relid AND NOT a.attisdropped
                                 AND a.attname = pg_catalog.current_setting('autora.tenant_column'))
                 THEN pg_catalog.format('SELECT autora.protect(%L);', qualified)
-                ELSE pg_catalog.format('SELECT autora.protect(%L, platform => true);', qualified)
+                ELSE pg_catalog.format('SELECT autora.protect(%L, tenant_column => ''<its tenant column>''); -- or platform => true if it holds no store''s rows', qualified)
            END AS repair
       FROM s
 )

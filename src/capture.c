@@ -240,35 +240,50 @@ TenantOfRow(RelInfo *info, Datum *values, bool *nulls)
 	return OutputFunctionCall(&info->tenant_output, values[att]);
 }
 
+/* Does a column's stored value differ between two row versions? */
+static bool
+ColumnChanged(CapturedColumn *col, Datum *oldv, bool *oldn, Datum *newv, bool *newn)
+{
+	int			att = col->attnum - 1;
+
+	if (oldn[att] || newn[att])
+		return !(oldn[att] && newn[att]);
+	return !datum_image_eq(oldv[att], newv[att], col->typbyval, col->typlen);
+}
+
 /*
  * The captured columns whose stored value differs between two row versions:
  * their names in table column order (the entry's changed), NULL when none;
  * and in *cols, their indexes in jsonb key order (the images'), *ncols many.
+ * A primary key column excluded from capture counts when it changes: the
+ * row's identity changed, and its images must say from what to what.
  */
 static ArrayType *
 ChangedColumns(RelInfo *info, Datum *oldv, bool *oldn, Datum *newv, bool *newn,
 			   int *cols, int *ncols)
 {
 	bool	   *changed = palloc(sizeof(bool) * Max(info->ncolumns, 1));
-	Datum	   *names = palloc(sizeof(Datum) * Max(info->ncolumns, 1));
+	Datum	   *names = palloc(sizeof(Datum) * Max(info->ncolumns + info->npk, 1));
 	int			n = 0;
 
 	for (int i = 0; i < info->ncolumns; i++)
 	{
-		CapturedColumn *col = &info->columns[i];
-		int			att = col->attnum - 1;
-
-		if (oldn[att] || newn[att])
-			changed[i] = !(oldn[att] && newn[att]);
-		else
-			changed[i] = !datum_image_eq(oldv[att], newv[att], col->typbyval, col->typlen);
+		changed[i] = ColumnChanged(&info->columns[i], oldv, oldn, newv, newn);
 		if (changed[i])
-			names[n++] = CStringGetTextDatum(col->name);
+			names[n++] = CStringGetTextDatum(info->columns[i].name);
 	}
 	*ncols = 0;
 	for (int i = 0; i < info->ncolumns; i++)
 		if (changed[info->json_order[i]])
 			cols[(*ncols)++] = info->json_order[i];
+	/* excluded key columns sit after the captured ones (relinfo.c) */
+	for (int k = 0; k < info->npk; k++)
+		if (info->pk[k] >= info->ncolumns &&
+			ColumnChanged(&info->columns[info->pk[k]], oldv, oldn, newv, newn))
+		{
+			names[n++] = CStringGetTextDatum(info->columns[info->pk[k]].name);
+			cols[(*ncols)++] = info->pk[k];
+		}
 	if (n == 0)
 		return NULL;
 	return construct_array(names, n, TEXTOID, -1, false, TYPALIGN_INT);
@@ -414,7 +429,7 @@ autora_capture_row(PG_FUNCTION_ARGS)
 	ncols = info->ncolumns;
 	if (oldtup && newtup)
 	{
-		int		   *changed = palloc(sizeof(int) * Max(info->ncolumns, 1));
+		int		   *changed = palloc(sizeof(int) * Max(info->ncolumns + info->npk, 1));
 
 		RequireSameTenant(info, TenantOfRow(info, oldv, oldn), rec.tenant_id);
 		rec.changed = ChangedColumns(info, oldv, oldn, newv, newn, changed, &ncols);

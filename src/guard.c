@@ -266,7 +266,7 @@ RefuseAutoraObject(const char *action, const char *name)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("%s of autora object \"%s\" is not allowed", action, name),
+			 errmsg("%s is not allowed on autora object \"%s\"", action, name),
 			 errdetail("The functions, views and tables of schema autora enforce capture and tenancy; changing them would switch that off."),
 			 errhint("Upgrade the extension with ALTER EXTENSION autora_audit UPDATE instead.")));
 }
@@ -515,7 +515,7 @@ GuardIndex(IndexStmt *stmt)
 	if (IsLedgerRelation(relid))
 		GuardLedgerIndex(stmt, relid);
 	else if (RelationInAutoraSchema(relid))
-		RefuseAutoraObject("CREATE INDEX on", get_rel_name(relid));
+		RefuseAutoraObject("CREATE INDEX", get_rel_name(relid));
 }
 
 static void
@@ -530,7 +530,7 @@ GuardStatistics(CreateStatsStmt *stmt)
 		if (IsLedgerRelation(relid))
 			RefuseLedger("CREATE STATISTICS on", relid);
 		if (RelationInAutoraSchema(relid))
-			RefuseAutoraObject("CREATE STATISTICS on", get_rel_name(relid));
+			RefuseAutoraObject("CREATE STATISTICS", get_rel_name(relid));
 	}
 }
 
@@ -598,7 +598,7 @@ GuardCreateTrigger(CreateTrigStmt *stmt)
 	if (IsLedgerRelation(relid))
 		RefuseLedger("CREATE TRIGGER", relid);
 	if (RelationInAutoraSchema(relid))
-		RefuseAutoraObject("CREATE TRIGGER on", get_rel_name(relid));
+		RefuseAutoraObject("CREATE TRIGGER", get_rel_name(relid));
 }
 
 static void
@@ -609,7 +609,7 @@ GuardCreatePolicy(CreatePolicyStmt *stmt)
 	if (IsLedgerRelation(relid) || IsRegistryRelation(relid))
 		RefuseLedger("CREATE POLICY on", relid);
 	if (RelationInAutoraSchema(relid))
-		RefuseAutoraObject("CREATE POLICY on", get_rel_name(relid));
+		RefuseAutoraObject("CREATE POLICY", get_rel_name(relid));
 }
 
 /* a child of the ledger would show its rows in SELECT ... FROM autora.ledger */
@@ -635,7 +635,7 @@ GuardRule(RuleStmt *stmt)
 	if (IsLedgerRelation(relid))
 		RefuseLedger("CREATE RULE", relid);
 	if (RelationInAutoraSchema(relid))
-		RefuseAutoraObject("CREATE RULE on", get_rel_name(relid));
+		RefuseAutoraObject("CREATE RULE", get_rel_name(relid));
 }
 
 /* ALTER EXTENSION ... ADD / DROP: autora's members stay; nothing joins another extension to drop with it */
@@ -1027,8 +1027,13 @@ autora_ExecutorCheckPerms(List *rangeTable, bool ereport_on_violation)
 			continue;
 		if (RelIsPlatformTable(rte->relid))
 		{
-			/* shared by every store: anyone may read it, and writes name their actor */
-			if ((rte->requiredPerms & (ACL_INSERT | ACL_UPDATE | ACL_DELETE)) != 0)
+			/*
+			 * Shared by every store: anyone may read it, and changes name
+			 * their actor.  A row lock (SELECT ... FOR SHARE, a foreign key's
+			 * check) asks for UPDATE without updating a column: a read.
+			 */
+			if ((rte->requiredPerms & (ACL_INSERT | ACL_DELETE)) != 0 ||
+				((rte->requiredPerms & ACL_UPDATE) != 0 && !bms_is_empty(rte->updatedCols)))
 				RequireContextFor(rte);
 		}
 		else

@@ -489,6 +489,32 @@ ColumnListArgument(Oid relid, ArrayType *arr, const char *what,
 }
 
 /* The tenant column must exist and be of a supported type. */
+/*
+ * A column is PII or excluded, not both: an excluded column that becomes a
+ * key column appears in pk, where a PII value must never stand in clear.
+ */
+static void
+RequireDisjoint(ArrayType *pii, ArrayType *excluded)
+{
+	Datum	   *p;
+	Datum	   *e;
+	bool	   *pnulls;
+	bool	   *enulls;
+	int			np;
+	int			ne;
+
+	deconstruct_array(pii, NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR, &p, &pnulls, &np);
+	deconstruct_array(excluded, NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR, &e, &enulls, &ne);
+	for (int i = 0; i < np; i++)
+		for (int j = 0; j < ne; j++)
+			if (strcmp(NameStr(*DatumGetName(p[i])), NameStr(*DatumGetName(e[j]))) == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("column \"%s\" is named in both pii_columns and exclude_columns",
+								NameStr(*DatumGetName(p[i]))),
+						 errhint("A PII column is captured as a commitment; an excluded one not at all. Name it in one list.")));
+}
+
 static void
 RequireTenantColumn(Relation rel, const char *column)
 {
@@ -587,23 +613,26 @@ RequestingUser(void)
 }
 
 /*
- * {"tenant_column": ..., "pii_columns": [...], "exclude_columns": [...], "by": ...};
- * tenant_column null for a platform table.
+ * {"tenant_column": ..., "pii_columns": [...], "exclude_columns": [...], "by": ...,
+ * "relid": ...}; tenant_column null for a platform table.  The relid lets
+ * autora.coverage find the table's windows without protection after a rename.
  */
 static Jsonb *
-ProtectionMetadata(const char *tenant_column, const char *pii, const char *excluded)
+ProtectionMetadata(Oid relid, const char *tenant_column, const char *pii, const char *excluded)
 {
-	Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
-	Datum		args[4];
+	Oid			types[5] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, OIDOID};
+	Datum		args[5];
 	bool		isnull;
 
 	args[0] = tenant_column ? CStringGetTextDatum(tenant_column) : (Datum) 0;
 	args[1] = CStringGetTextDatum(pii);
 	args[2] = CStringGetTextDatum(excluded);
 	args[3] = CStringGetTextDatum(RequestingUser());
+	args[4] = ObjectIdGetDatum(relid);
 	if (SPI_execute_with_args("SELECT jsonb_build_object('tenant_column', $1,"
-							  " 'pii_columns', $2::text[], 'exclude_columns', $3::text[], 'by', $4)",
-							  4, types, args, tenant_column ? "    " : "n   ",
+							  " 'pii_columns', $2::text[], 'exclude_columns', $3::text[], 'by', $4,"
+							  " 'relid', $5::pg_catalog.int8)",
+							  5, types, args, tenant_column ? "     " : "n    ",
 							  true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "autora: building protect metadata failed");
 	return DatumGetJsonbP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -726,6 +755,7 @@ autora_protect(PG_FUNCTION_ARGS)
 		PG_ARGISNULL(1) ? autora_tenant_column : NameStr(*PG_GETARG_NAME(1));
 	RequireProtectableTable(rel);
 	RequireNotMember(rel);
+	ProtectedTreeCheck(relid);
 	RequireSameKind(rel, platform);
 	/* kept from the first protect() only (see the ON CONFLICT below) */
 	rls_before = rel->rd_rel->relrowsecurity;
@@ -736,6 +766,8 @@ autora_protect(PG_FUNCTION_ARGS)
 							 : PG_GETARG_ARRAYTYPE_P(2), "pii_columns", tenant_column);
 	excluded = ColumnListArgument(relid, PG_ARGISNULL(3) ? construct_empty_array(NAMEOID)
 								  : PG_GETARG_ARRAYTYPE_P(3), "exclude_columns", tenant_column);
+	if (!PG_ARGISNULL(2) && !PG_ARGISNULL(3))
+		RequireDisjoint(PG_GETARG_ARRAYTYPE_P(2), PG_GETARG_ARRAYTYPE_P(3));
 	qualified = QualifiedName(relid);
 	relation_close(rel, NoLock);
 
@@ -777,7 +809,7 @@ autora_protect(PG_FUNCTION_ARGS)
 		ApplyRowSecurity(relid, tenant_column);
 	ProtectPartitions(relid, tenant_column, false);
 
-	RecordTableEvent("protect", qualified, ProtectionMetadata(tenant_column, pii, excluded));
+	RecordTableEvent("protect", qualified, ProtectionMetadata(relid, tenant_column, pii, excluded));
 
 	SPI_finish();
 	PG_RETURN_VOID();
@@ -829,8 +861,8 @@ autora_unprotect(PG_FUNCTION_ARGS)
 					1, argtypes, values);
 	RegistryInvalidateTree(relid);
 	RecordTableEvent("unprotect", qualified,
-					 JsonbFromCString(psprintf("{\"reason\": %s, \"by\": %s}", JsonQuote(reason),
-											   JsonQuote(RequestingUser()))));
+					 JsonbFromCString(psprintf("{\"reason\": %s, \"by\": %s, \"relid\": %u}",
+											   JsonQuote(reason), JsonQuote(RequestingUser()), relid)));
 	SPI_finish();
 	PG_RETURN_VOID();
 }

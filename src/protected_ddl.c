@@ -199,6 +199,68 @@ RefuseChange(Oid relid, const char *what, const char *why, const char *hint)
 			 errhint("%s", hint)));
 }
 
+/* The column names of an index of relid's namespace (ADD PRIMARY KEY USING INDEX). */
+static List *
+IndexColumnNames(const char *indexname, Oid relid)
+{
+	Oid			index = get_relname_relid(indexname, get_rel_namespace(relid));
+	HeapTuple	tup;
+	List	   *names = NIL;
+
+	if (!OidIsValid(index) || !HeapTupleIsValid(tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(index))))
+		return NIL;
+	for (int i = 0; i < ((Form_pg_index) GETSTRUCT(tup))->indnkeyatts; i++)
+	{
+		char	   *name = get_attname(relid, ((Form_pg_index) GETSTRUCT(tup))->indkey.values[i], true);
+
+		if (name != NULL)
+			names = lappend(names, makeString(name));
+	}
+	ReleaseSysCache(tup);
+	return names;
+}
+
+/* The key column names of an ADD PRIMARY KEY written as an index. */
+static List *
+KeyColumnNames(IndexStmt *stmt)
+{
+	List	   *names = NIL;
+	ListCell   *lc;
+
+	if (stmt->idxname && stmt->indexParams == NIL)
+		return NIL;
+	foreach(lc, stmt->indexParams)
+	{
+		IndexElem  *elem = lfirst(lc);
+
+		if (elem->name)
+			names = lappend(names, makeString(elem->name));
+	}
+	return names;
+}
+
+/*
+ * A new primary key must not take in a PII column: entries identify their
+ * row by the key, and a PII value gets a fresh commitment in every entry
+ * (protect() refuses the same).
+ */
+static void
+RefuseKeyOverPii(Oid relid, List *columns)
+{
+	ProtectedConfig config;
+	ListCell   *lc;
+	ListCell   *pc;
+
+	if (!RegistryGetConfig(RegistryRootOf(relid), &config))
+		return;
+	foreach(lc, columns)
+		foreach(pc, config.pii_columns)
+			if (strcmp(strVal(lfirst(lc)), lfirst(pc)) == 0)
+				RefuseChange(relid, psprintf("a primary key over PII column \"%s\"", strVal(lfirst(lc))),
+							 "Entries identify their row by its primary key; a PII value gets a new commitment in every entry.",
+							 "Key the table by columns that are not PII.");
+}
+
 /* --- names --------------------------------------------------------------------- */
 
 /*
@@ -363,6 +425,38 @@ ParentCount(Oid relid)
 	return n;
 }
 
+/*
+ * protect() makes root a protected tree: the rules GuardAttach keeps for
+ * trees that grow must already hold.  The root has no parent (it would be
+ * an unprotected way to every store's rows: a protected parent would have
+ * made root a member, which protect() refuses), and no member has a second
+ * parent.
+ */
+void
+ProtectedTreeCheck(Oid root)
+{
+	ListCell   *lc;
+
+	if (has_superclass(root) || get_rel_relispartition(root))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("table \"%s\" has a parent that is not protected", get_rel_name(root)),
+				 errdetail("Queries through the parent would see every store's rows, and its DDL would reach the table unguarded."),
+				 errhint("Protect the parent instead (its partitions and children are protected with it), or detach the table from it first.")));
+	foreach(lc, find_all_inheritors(root, NoLock, NULL))
+	{
+		Oid			member = lfirst_oid(lc);
+
+		if (member != root && ParentCount(member) > 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("\"%s\", a member of \"%s\", has another parent", get_rel_name(member),
+							get_rel_name(root)),
+					 errdetail("A member of a protected tree has a single parent: a second one would be another way to its rows, with its own rules."),
+					 errhint("Detach the member from its other parent first (ALTER TABLE ... NO INHERIT).")));
+	}
+}
+
 static void
 RefuseAttach(const char *how, Oid child, Oid parent, const char *why, const char *hint)
 {
@@ -508,6 +602,20 @@ CheckAlterTableCommand(Oid relid, AlterTableCmd *cmd)
 			RefuseChange(relid, "SET UNLOGGED",
 						 "A crash empties an unlogged table, and its rows would vanish without ledger entries.",
 						 "Keep protected tables logged.");
+			break;
+		case AT_AddIndex:
+		case AT_AddIndexConstraint:
+			if (((IndexStmt *) cmd->def)->primary)
+				RefuseKeyOverPii(relid, KeyColumnNames((IndexStmt *) cmd->def));
+			break;
+		case AT_AddConstraint:
+			if (IsA(cmd->def, Constraint) && ((Constraint *) cmd->def)->contype == CONSTR_PRIMARY)
+			{
+				Constraint *con = (Constraint *) cmd->def;
+
+				RefuseKeyOverPii(relid, con->indexname ? IndexColumnNames(con->indexname, relid)
+								 : con->keys);
+			}
 			break;
 		default:
 			break;
@@ -871,6 +979,23 @@ ReadsProtectedRows(Node *parsetree)
 	}
 }
 
+/* The protected tables (registered ones and their members) of a schema. */
+static List *
+ProtectedInSchema(Oid nsp)
+{
+	List	   *relids = NIL;
+	ListCell   *lc;
+	ListCell   *mc;
+
+	if (!OidIsValid(nsp))
+		return NIL;
+	foreach(lc, RegistryRoots())
+		foreach(mc, find_all_inheritors(lfirst_oid(lc), NoLock, NULL))
+			if (get_rel_namespace(lfirst_oid(mc)) == nsp)
+				relids = lappend_oid(relids, lfirst_oid(mc));
+	return relids;
+}
+
 /* The relations a statement changes, when it names them. */
 static List *
 ChangedRelations(Node *parsetree)
@@ -883,6 +1008,8 @@ ChangedRelations(Node *parsetree)
 		case T_AlterTableStmt:
 			return list_make1_oid(RelidOf(((AlterTableStmt *) parsetree)->relation));
 		case T_RenameStmt:
+			if (((RenameStmt *) parsetree)->renameType == OBJECT_SCHEMA)
+				return ProtectedInSchema(get_namespace_oid(((RenameStmt *) parsetree)->subname, true));
 			return list_make1_oid(RelidOf(((RenameStmt *) parsetree)->relation));
 		case T_AlterObjectSchemaStmt:
 			return list_make1_oid(RelidOf(((AlterObjectSchemaStmt *) parsetree)->relation));
@@ -1105,6 +1232,28 @@ ProtectedDdlBegin(PlannedStmt *pstmt, const char *queryString,
 	}
 }
 
+/*
+ * The settings a cast reads, as the statement saw them: a retype without
+ * USING (timestamp to timestamptz, say) rewrites every row by them, with no
+ * entry per row, so the event must say how.
+ */
+static void
+AppendCastSettings(StringInfo meta)
+{
+	static const char *const names[] = {"TimeZone", "DateStyle", "IntervalStyle", "extra_float_digits"};
+
+	appendStringInfoString(meta, ", \"settings\": {");
+	for (int i = 0; i < lengthof(names); i++)
+	{
+		if (i > 0)
+			appendStringInfoString(meta, ", ");
+		escape_json(meta, names[i]);
+		appendStringInfoString(meta, ": ");
+		escape_json(meta, GetConfigOption(names[i], false, false));
+	}
+	appendStringInfoChar(meta, '}');
+}
+
 /* One "ddl" event per protected table the statement changed. */
 static void
 RecordDdl(ProtectedDdl *ddl)
@@ -1131,6 +1280,7 @@ RecordDdl(ProtectedDdl *ddl)
 		appendStringInfo(&meta, ", \"columns_before\": %s, \"columns_after\": %s, \"by\": ",
 						 (char *) lfirst(bc), ColumnsJson(relid));
 		escape_json(&meta, GetUserNameFromId(GetUserId(), false));
+		AppendCastSettings(&meta);
 		appendStringInfoChar(&meta, '}');
 
 		rec.op = "EVENT";
@@ -1224,6 +1374,36 @@ QuotesNoRow(int sqlerrcode)
 		class == ERRCODE_SYSTEM_ERROR;
 }
 
+/* A message template with each of its conversions ("%s", "%d", ...) shown as "...". */
+static char *
+TemplateWithoutValues(const char *fmt)
+{
+	StringInfoData out;
+
+	initStringInfo(&out);
+	for (const char *p = fmt; *p; p++)
+	{
+		if (*p != '%')
+		{
+			appendStringInfoChar(&out, *p);
+			continue;
+		}
+		if (p[1] == '%')
+		{
+			appendStringInfoChar(&out, '%');
+			p++;
+			continue;
+		}
+		/* flags, width, precision and length, then the conversion letter */
+		while (p[1] != '\0' && strchr("-+ #0123456789.*lhzjLqt", p[1]) != NULL)
+			p++;
+		if (p[1] != '\0')
+			p++;
+		appendStringInfoString(&out, "...");
+	}
+	return out.data;
+}
+
 /*
  * An error raised while DDL read every tenant's rows may quote one: a
  * duplicate key, a value that did not convert, a token a parser did not
@@ -1252,7 +1432,8 @@ ProtectedDdlFailed(ProtectedDdl *ddl)
 							 edata->message),
 			 edata->detail ? errdetail_internal("%s", edata->detail) : 0));
 	edata->message = psprintf("%s (its values are withheld)",
-							  edata->message_id ? edata->message_id : "the statement failed");
+							  edata->message_id ? TemplateWithoutValues(edata->message_id)
+							  : "the statement failed");
 	edata->detail = pstrdup("The statement was evaluating a protected table's rows, and the error's values could show another store's data; its SQLSTATE is kept and the server log has the whole error.");
 	edata->detail_log = NULL;
 	edata->hint = pstrdup("Find the row under each store's context, or ask a superuser for the server log.");

@@ -69,4 +69,7 @@ extern void ProtectedDropCheck(Oid classId, Oid objectId, int subId);
 /* Object access: a function about to run while DDL reads protected rows. */
 extern void ProtectedFunctionCheck(Oid funcid);
 
+/* protect() of root: no parent outside the tree, one parent per member. */
+extern void ProtectedTreeCheck(Oid root);
+
 #endif							/* AUTORA_PROTECTED_DDL_H */

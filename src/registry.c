@@ -153,6 +153,7 @@ FindRoot(Oid relid, bool *platform)
 	Relation	registry;
 	Snapshot	snapshot;
 	List	   *level = list_make1_oid(relid);
+	List	   *seen = list_make1_oid(relid);
 	Oid			root = InvalidOid;
 
 	if (oids == NULL)
@@ -160,20 +161,45 @@ FindRoot(Oid relid, bool *platform)
 	registry_relid = oids->registry;
 	registry = table_open(oids->registry, AccessShareLock);
 	snapshot = RegistrySnapshot();
-	/* breadth first: each level's registered member replaces a lower one */
+
+	/*
+	 * Breadth first: each level's registered member replaces a lower one.
+	 * Each ancestor is visited once (an inheritance lattice would otherwise
+	 * cost 2^depth lookups).  Two registered tables on one level would each
+	 * claim the relation with their own rules: refused, as protect() and the
+	 * DDL guards refuse to make such a tree.
+	 */
 	while (level != NIL)
 	{
 		List	   *next = NIL;
+		Oid			found = InvalidOid;
 		ListCell   *lc;
 
 		foreach(lc, level)
 		{
 			Oid			member = lfirst_oid(lc);
+			ListCell   *pc;
 
 			if (IsRegistered(registry, member, snapshot, platform))
-				root = member;
-			next = list_concat(next, ParentsOf(member));
+			{
+				if (OidIsValid(found))
+					ereport(ERROR,
+							(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+							 errmsg("\"%s\" is a member of two protected tables, \"%s\" and \"%s\"",
+									get_rel_name(relid), get_rel_name(found), get_rel_name(member)),
+							 errdetail("Each would apply its own row level security and chain to its rows."),
+							 errhint("Detach it from one of them (ALTER TABLE ... NO INHERIT).")));
+				found = member;
+			}
+			foreach(pc, ParentsOf(member))
+				if (!list_member_oid(seen, lfirst_oid(pc)))
+				{
+					seen = lappend_oid(seen, lfirst_oid(pc));
+					next = lappend_oid(next, lfirst_oid(pc));
+				}
 		}
+		if (OidIsValid(found))
+			root = found;
 		list_free(level);
 		level = next;
 	}

@@ -56,10 +56,21 @@ RelInfoInvalidate(Datum arg, Oid relid)
 		info->valid = false;
 }
 
+/*
+ * A schema renamed: the cached names of the tables in it, and of the roots
+ * their members record their entries under, are stale everywhere.
+ */
+static void
+RelInfoNamespaceChanged(Datum arg, int cacheid, uint32 hashvalue)
+{
+	RelInfoInvalidate(arg, InvalidOid);
+}
+
 void
 RelInfoInit(void)
 {
 	CacheRegisterRelcacheCallback(RelInfoInvalidate, (Datum) 0);
+	CacheRegisterSyscacheCallback(NAMESPACEOID, RelInfoNamespaceChanged, (Datum) 0);
 }
 
 /* How a value of this type becomes jsonb, as to_jsonb() would do it. */

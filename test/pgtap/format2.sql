@@ -305,7 +305,7 @@ SELECT is((SELECT jsonb_build_array(unreviewed_columns, gap, fix) FROM autora.co
           '[[], null, null]'::jsonb, 'coverage: protect() again marks the columns reviewed');
 SELECT is((SELECT jsonb_build_array(protected, gap, fix) FROM autora.coverage
             WHERE table_schema = 'f2' AND table_name = 'mark'),
-          '[false, "not protected", "SELECT autora.protect(''f2.mark'', platform => true);"]'::jsonb,
+          '[false, "not protected", "SELECT autora.protect(''f2.mark'', tenant_column => ''<its tenant column>''); -- or platform => true if it holds no store''s rows"]'::jsonb,
           'coverage: an unprotected table is a gap, with a fix');
 SELECT is((SELECT count(*) FROM autora.coverage WHERE table_name IN ('jobs_a_low', 'work_low', 'jobs_a_high', 'rates_us')),
           0::bigint, 'coverage: partitions are covered by their root''s row');

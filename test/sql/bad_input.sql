@@ -109,7 +109,7 @@ SELECT autora.unprotect(NULL, 'no table');
 SELECT autora.unprotect('"Odd ""Table"""', 'renamed store "Odd"');
 SELECT autora.unprotect('"Odd ""Table"""', 'again');
 \echo :SQLSTATE
-SELECT op, event, entity_id, metadata FROM autora.ledger
+SELECT op, event, entity_id, metadata - 'relid' AS metadata FROM autora.ledger
  WHERE id > :mark AND event = 'unprotect' ORDER BY id;
 
 --

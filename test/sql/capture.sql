@@ -93,8 +93,10 @@ SELECT bool_and(t.tgenabled = 'A') AS all_always
   FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
  WHERE p.pronamespace = 'autora'::regnamespace;
 
--- each protect is an EVENT entry of the platform chain (tenant_id NULL)
-SELECT op, tenant_id, event, entity_type, entity_id, metadata,
+-- each protect is an EVENT entry of the platform chain (tenant_id NULL); its
+-- metadata names the table's relid too (shown as whether it is the table's)
+SELECT op, tenant_id, event, entity_type, entity_id, metadata - 'relid' AS metadata,
+       (metadata->>'relid')::oid = entity_id::regclass AS relid_is_the_table,
        table_name, pk, before, after, actor_id, db_session_user
   FROM autora.ledger WHERE id > :mark ORDER BY id;
 
@@ -413,7 +415,7 @@ RESET ROLE;
 SELECT count(*) AS autora_triggers FROM pg_trigger WHERE tgrelid = 'dealer.test_drives'::regclass;
 SELECT count(*) AS registrations FROM autora.protected_tables WHERE relid = 'dealer.test_drives'::regclass;
 INSERT INTO dealer.test_drives (id, store, vin) VALUES (3, 101, 'Y');
-SELECT op, tenant_id, event, entity_type, entity_id, metadata
+SELECT op, tenant_id, event, entity_type, entity_id, metadata - 'relid' AS metadata
   FROM autora.ledger WHERE id > :mark ORDER BY id;
 
 --
@@ -506,7 +508,8 @@ SELECT count(*) AS autora_triggers
  WHERE p.pronamespace = 'autora'::regnamespace
    AND t.tgrelid IN ('dealer.service_orders'::regclass, 'dealer.service_orders_2024'::regclass,
                      'dealer.service_orders_2025'::regclass);
-SELECT op, tenant_id, event, entity_id, metadata FROM autora.ledger WHERE id > :mark ORDER BY id;
+SELECT op, tenant_id, event, entity_id, metadata - 'relid' AS metadata
+  FROM autora.ledger WHERE id > :mark ORDER BY id;
 
 SELECT autora.clear_context();
 

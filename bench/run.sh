@@ -382,15 +382,26 @@ run_pgbench() {   # cfg ntenants logname
     printf '%.1f %s\n' "$tps" "$cpu"
 }
 
-# CPU time (clock ticks) used so far by the postmaster's children.
+# CPU time (clock ticks) used so far by the server: its live processes, plus
+# the postmaster's own and that of the children it has reaped (cutime,
+# cstime), so a backend or autovacuum worker that exits between two readings
+# still counts.
 server_cpu_ticks() {
     local p total=0 f
     for p in $(pgrep -P "$POSTMASTER_PID"); do
-        # fields 14 and 15: utime, stime (the command name in field 2 has no spaces here)
-        read -r -a f 2>/dev/null <"/proc/$p/stat" || continue
-        total=$((total + f[13] + f[14]))
+        total=$((total + $(proc_cpu_ticks "$p")))
     done
-    echo "$total"
+    # fields 14 to 17: utime, stime, cutime, cstime
+    read -r -a f 2>/dev/null <"/proc/$POSTMASTER_PID/stat" || { echo "$total"; return 0; }
+    echo $((total + f[13] + f[14] + f[15] + f[16]))
+}
+
+# CPU time (clock ticks) used so far by one process; 0 if it is gone.
+proc_cpu_ticks() {   # pid
+    local f
+    # fields 14 and 15: utime, stime (the command name in field 2 has no spaces here)
+    read -r -a f 2>/dev/null <"/proc/$1/stat" || { echo 0; return 0; }
+    echo $((f[13] + f[14]))
 }
 
 pgbench_txns() {   # log

@@ -137,23 +137,22 @@ ctx_sql() {   # cfg tenant
     fi
 }
 
-# What runs before and after a timed bulk transaction: autora notes the
-# ledger's high-water mark, then reports how long the background sealer
-# takes to seal everything above it (a DRAIN line).
+# What runs in the session of a timed bulk transaction, before and after
+# it: autora notes the ledger's high-water mark (a MARK line); every
+# configuration notes when the transaction committed (a COMMITTED line).
 before_sql() {   # cfg
     if [[ $1 == autora ]]; then
-        echo "SELECT bench_mark();"
+        echo "SELECT 'MARK', bench_mark();"
     else
         echo "SELECT 'NOMARK';"
     fi
 }
 
-after_sql() {   # cfg
-    if [[ $1 == autora ]]; then
-        echo "SELECT 'DRAIN', bench_wait_sealed();"
-    else
-        echo "SELECT 'NODRAIN';"
-    fi
+COMMITTED_SQL="SELECT 'COMMITTED', extract(epoch FROM clock_timestamp());"
+
+# The pid of autora's sealer worker for bench_autora, empty if none runs.
+sealer_pid() {
+    sql "${DB[autora]}" -c "SELECT pid FROM autora.sealer_status WHERE datname = current_database() AND pid IS NOT NULL LIMIT 1"
 }
 
 # Empty a deals-shaped table between runs. autora refuses TRUNCATE of a
@@ -174,22 +173,51 @@ settle() {   # cfg
     sql postgres -c 'CHECKPOINT' >/dev/null
 }
 
-# Runs bulk_insert.sql or bulk_update.sql as the app; prints "ms drain_ms",
-# or "TIMEOUT -" when the statement ran past BENCH_BULK_TIMEOUT.
+# Runs bulk_insert.sql or bulk_update.sql as the app; prints "ms drain_ms
+# cpu_ms", or "TIMEOUT - -" when the statement ran past BENCH_BULK_TIMEOUT.
+# drain_ms: for autora, from the commit until the background sealer has
+# sealed everything the transaction wrote (watched from a second session),
+# else "-".  cpu_ms: CPU time of all server processes from before the
+# session to its end, plus, for autora, the sealer's until that drain (not
+# the watching session's); "-" when the server's processes are not visible.
 timed_bulk() {   # cfg kind(insert|update) table tenant rows logname [timeout_s]
-    local cfg=$1 kind=$2 tbl=$3 tenant=$4 rows=$5 logf=$OUT/$6.log timeout=${7:-0} drain
+    local cfg=$1 kind=$2 tbl=$3 tenant=$4 rows=$5 logf=$OUT/$6.log timeout=${7:-0}
+    local sealer='' c0='' c1='' s1=0 s2=0 mark committed sealed_at drain=- cpu=-
+    if [[ $cfg == autora ]]; then sealer=$(sealer_pid); fi
+    if [[ -n $POSTMASTER_PID ]]; then c0=$(server_cpu_ticks); fi
     if ! app_sql "${DB[$cfg]}" -v ctx="$(ctx_sql "$cfg" "$tenant")" -v tbl="$tbl" \
         -v tenant="$tenant" -v rows="$rows" -v before="$(before_sql "$cfg")" \
-        -v after="$(after_sql "$cfg")" -v timeout="${timeout}s" -f "$SQLDIR/bulk_$kind.sql" >"$logf" 2>&1; then
+        -v after="$COMMITTED_SQL" -v timeout="${timeout}s" -f "$SQLDIR/bulk_$kind.sql" >"$logf" 2>&1; then
         if grep -q 'canceling statement due to statement timeout' "$logf"; then
-            echo "TIMEOUT -"
+            echo "TIMEOUT - -"
             return 0
         fi
         cat "$logf" >&2
         die "bulk $kind failed for $cfg (log: $logf)"
     fi
-    drain=$(awk -F'|' '$1 == "DRAIN" { print $2 }' "$logf")
-    echo "$(sum_timing "$logf") ${drain:--}"
+    if [[ -n $POSTMASTER_PID ]]; then
+        if [[ -n $sealer ]]; then s1=$(proc_cpu_ticks "$sealer"); fi
+        c1=$(server_cpu_ticks)
+    fi
+    if [[ $cfg == autora ]]; then
+        mark=$(awk -F'|' '$1 == "MARK" { print $2 }' "$logf")
+        committed=$(awk -F'|' '$1 == "COMMITTED" { print $2 }' "$logf")
+        sealed_at=$(app_sql "${DB[$cfg]}" -c "SELECT bench_wait_sealed(${mark:?no MARK in $logf}), extract(epoch FROM clock_timestamp())" |
+            cut -d'|' -f2)
+        if [[ -n $sealer ]]; then s2=$(proc_cpu_ticks "$sealer"); fi
+        drain=$(awk -v a="$sealed_at" -v c="${committed:?no COMMITTED in $logf}" 'BEGIN { printf "%.1f\n", (a - c) * 1000 }')
+        echo "DRAIN|$drain" >>"$logf"
+    fi
+    if [[ -n $c0 && -n $c1 ]]; then
+        cpu=$(((c1 - c0 + s2 - s1) * 1000 / CLK_TCK))
+    fi
+    echo "$(sum_timing "$logf") $drain $cpu"
+}
+
+# Microseconds per row from milliseconds for ROWS rows, 2 decimals ("-" stays).
+us_per_row() {   # ms rows
+    [[ $1 != - ]] || { echo -; return 0; }
+    awk -v ms="$1" -v n="$2" 'BEGIN { printf "%.2f\n", ms * 1000 / n }'
 }
 
 # Fills a table without timing it and without the audit triggers where that
@@ -290,8 +318,9 @@ setup() {
 # ---------------------------------------------------------------- workloads
 
 bench_bulk() {
-    local rep cfg ms drain ins upd lsn0
+    local rep cfg ms drain cpu ins upd lsn0
     declare -A ins_runs=() upd_runs=() ins_drain=() upd_drain=() slow=() done_runs=() wal_ins=() wal_upd=()
+    declare -A cpu_ins=() cpu_upd=()
     for ((rep = 1; rep <= REPS; rep++)); do
         for cfg in "${CONFIGS[@]}"; do
             [[ -n ${slow[$cfg]:-} ]] && continue
@@ -299,8 +328,9 @@ bench_bulk() {
             settle "$cfg"
             lsn0=$(wal_lsn)
             _r=$(timed_bulk "$cfg" insert deals t1 "$ROWS" "bulk_insert_${cfg}_$rep" "$BULK_TIMEOUT_S")
-            read -r ms drain <<<"$_r"
+            read -r ms drain cpu <<<"$_r"
             if [[ $ms != TIMEOUT ]]; then wal_ins[$cfg]+="$(wal_since "$lsn0" "$ROWS") "; fi
+            if [[ $cpu != - ]]; then cpu_ins[$cfg]+="$(us_per_row "$cpu" "$ROWS") "; fi
             ins=$ms
             ins_runs[$cfg]+="$ms "
             if [[ $drain != - ]]; then ins_drain[$cfg]+="$drain "; fi
@@ -312,8 +342,9 @@ bench_bulk() {
             settle "$cfg"
             lsn0=$(wal_lsn)
             _r=$(timed_bulk "$cfg" update deals t1 "" "bulk_update_${cfg}_$rep" "$BULK_TIMEOUT_S")
-            read -r ms drain <<<"$_r"
+            read -r ms drain cpu <<<"$_r"
             if [[ $ms != TIMEOUT ]]; then wal_upd[$cfg]+="$(wal_since "$lsn0" "$ROWS") "; fi
+            if [[ $cpu != - ]]; then cpu_upd[$cfg]+="$(us_per_row "$cpu" "$ROWS") "; fi
             upd=$ms
             upd_runs[$cfg]+="$ms "
             if [[ $drain != - ]]; then upd_drain[$cfg]+="$drain "; fi
@@ -336,6 +367,14 @@ bench_bulk() {
         if [[ -n ${wal_upd[$cfg]:-} ]]; then
             # shellcheck disable=SC2086
             put wal_bulk_update "$cfg" "$(minimum ${wal_upd[$cfg]})" "$(runs_list "${wal_upd[$cfg]}")"
+        fi
+        if [[ -n ${cpu_ins[$cfg]:-} ]]; then
+            # shellcheck disable=SC2086
+            put cpu_bulk_insert "$cfg" "$(minimum ${cpu_ins[$cfg]})" "$(runs_list "${cpu_ins[$cfg]}")"
+        fi
+        if [[ -n ${cpu_upd[$cfg]:-} ]]; then
+            # shellcheck disable=SC2086
+            put cpu_bulk_update "$cfg" "$(minimum ${cpu_upd[$cfg]})" "$(runs_list "${cpu_upd[$cfg]}")"
         fi
         if [[ -n ${slow[$cfg]:-} && ${done_runs[$cfg]} -lt $REPS ]]; then
             note="${done_runs[$cfg]} run(s): a run took over ${SLOW_MS} ms, not repeated"
@@ -586,7 +625,7 @@ bench_memory() {
     log "memory: loading deals_big ($BIG_ROWS rows) in baseline"
     sql "${DB[baseline]}" -c "SELECT bench_create_deals('deals_big')" >/dev/null
     _r=$(timed_bulk baseline insert deals_big t2 "$BIG_ROWS" mem_load_baseline)
-    read -r ms drain <<<"$_r"
+    read -r ms drain _ <<<"$_r"
     put big_insert baseline "$ms"
     settle baseline
     _r=$(measure_update_memory baseline baseline)
@@ -638,7 +677,7 @@ EOF
         MEM_REF=trigger_shape
     fi
     _r=$(timed_bulk autora insert deals_big t2 "$BIG_ROWS" mem_load_autora)
-    read -r ms drain <<<"$_r"
+    read -r ms drain _ <<<"$_r"
     put big_insert autora "$ms" "$ms" "sealed $drain ms after commit"
     settle autora
     _r=$(measure_update_memory autora autora)
@@ -686,8 +725,8 @@ report() {
         sep+='---:|'
     done
     local -a side=()
-    for m in bulk_insert bulk_update pgbench_1t pgbench_8t cpu_pgbench_1t cpu_pgbench_8t \
-        wal_bulk_insert wal_bulk_update wal_pgbench_1t wal_pgbench_8t; do
+    for m in bulk_insert cpu_bulk_insert wal_bulk_insert bulk_update cpu_bulk_update wal_bulk_update \
+        pgbench_1t cpu_pgbench_1t wal_pgbench_1t pgbench_8t cpu_pgbench_8t wal_pgbench_8t; do
         case $m in
             bulk_insert) line="| bulk INSERT ... SELECT, $ROWS rows (ms, best of $REPS) |" ;;
             bulk_update) line="| UPDATE of $ROWS rows (ms, best of $REPS) |" ;;
@@ -695,6 +734,8 @@ report() {
             pgbench_8t) line="| pgbench insert tps, 8 tenants (best of $PGB_ROUNDS) |" ;;
             cpu_pgbench_1t) line="| server CPU per pgbench transaction, 1 tenant (µs, all server processes, best of $PGB_ROUNDS) |" ;;
             cpu_pgbench_8t) line="| server CPU per pgbench transaction, 8 tenants (µs, best of $PGB_ROUNDS) |" ;;
+            cpu_bulk_insert) line="| server CPU per row, bulk INSERT (µs, all server processes, sealing included) |" ;;
+            cpu_bulk_update) line="| server CPU per row, bulk UPDATE (µs, sealing included) |" ;;
             wal_bulk_insert) line="| WAL bytes per row, bulk INSERT (sealing included) |" ;;
             wal_bulk_update) line="| WAL bytes per row, bulk UPDATE (sealing included) |" ;;
             wal_pgbench_1t) line="| WAL bytes per pgbench transaction, 1 tenant |" ;;

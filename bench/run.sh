@@ -226,7 +226,7 @@ us_per_row() {   # ms rows
 load_untimed() {   # cfg table tenant rows logname
     local cfg=$1
     if [[ $cfg == autora ]]; then
-        timed_bulk "$@" >/dev/null
+        timed_bulk "$cfg" insert "${@:2}" >/dev/null
         return 0
     fi
     sql "${DB[$cfg]}" -c 'SET session_replication_role = replica' -v ctx="$(ctx_sql "$cfg" "$3")" \

@@ -8,10 +8,11 @@
 # It creates databases bench_* and the role bench_app, and writes
 # bench/RESULTS.md and bench/results.csv (raw logs in bench/out/).
 #
-# Knobs (environment): BENCH_REPS (3) repetitions of each bulk operation,
+# Knobs (environment): BENCH_REPS (3) repetitions of each bulk operation
+# (interleaved, median kept),
 # BENCH_ROWS (100000), BENCH_BIG_ROWS (1000000) rows of the memory test,
 # BENCH_SECONDS (10) per pgbench run, BENCH_PGBENCH_ROUNDS (3) runs of each
-# configuration (interleaved, best kept), BENCH_READ_SECONDS (5) and
+# configuration (interleaved, median kept: issue 12), BENCH_READ_SECONDS (5) and
 # BENCH_READ_ROUNDS (3) for the read (interleaved, best kept),
 # BENCH_SLOW_MS (20000): a configuration whose bulk run takes longer is not
 # repeated; BENCH_BULK_TIMEOUT (60): a bulk statement running longer is
@@ -93,14 +94,13 @@ median() {
         END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.1f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
 
-# "> N" (N = the timeout in ms) if any run timed out, else the best run:
-# other load on the machine only ever adds time.
-best_or_timeout() {   # "v1 v2 ..."
+# "> N" (N = the timeout in ms) if any run timed out, else the median run.
+median_or_timeout() {   # "v1 v2 ..."
     if [[ " $1 " == *' TIMEOUT '* ]]; then
         echo ">$((BULK_TIMEOUT_S * 1000))"
     else
         # shellcheck disable=SC2086
-        minimum $1
+        median $1
     fi
 }
 
@@ -120,10 +120,6 @@ wal_since() {   # lsn units
 
 minimum() {
     printf '%s\n' "$@" | sort -g | head -n 1
-}
-
-maximum() {
-    printf '%s\n' "$@" | sort -g | tail -n 1
 }
 
 # The statement that sets the session context for a transaction, the way
@@ -358,23 +354,23 @@ bench_bulk() {
     done
     for cfg in "${CONFIGS[@]}"; do
         local note=''
-        put bulk_insert "$cfg" "$(best_or_timeout "${ins_runs[$cfg]}")" "$(runs_list "${ins_runs[$cfg]}")"
-        put bulk_update "$cfg" "$(best_or_timeout "${upd_runs[$cfg]}")" "$(runs_list "${upd_runs[$cfg]}")"
+        put bulk_insert "$cfg" "$(median_or_timeout "${ins_runs[$cfg]}")" "$(runs_list "${ins_runs[$cfg]}")"
+        put bulk_update "$cfg" "$(median_or_timeout "${upd_runs[$cfg]}")" "$(runs_list "${upd_runs[$cfg]}")"
         if [[ -n ${wal_ins[$cfg]:-} ]]; then
             # shellcheck disable=SC2086
-            put wal_bulk_insert "$cfg" "$(minimum ${wal_ins[$cfg]})" "$(runs_list "${wal_ins[$cfg]}")"
+            put wal_bulk_insert "$cfg" "$(median ${wal_ins[$cfg]})" "$(runs_list "${wal_ins[$cfg]}")"
         fi
         if [[ -n ${wal_upd[$cfg]:-} ]]; then
             # shellcheck disable=SC2086
-            put wal_bulk_update "$cfg" "$(minimum ${wal_upd[$cfg]})" "$(runs_list "${wal_upd[$cfg]}")"
+            put wal_bulk_update "$cfg" "$(median ${wal_upd[$cfg]})" "$(runs_list "${wal_upd[$cfg]}")"
         fi
         if [[ -n ${cpu_ins[$cfg]:-} ]]; then
             # shellcheck disable=SC2086
-            put cpu_bulk_insert "$cfg" "$(minimum ${cpu_ins[$cfg]})" "$(runs_list "${cpu_ins[$cfg]}")"
+            put cpu_bulk_insert "$cfg" "$(median ${cpu_ins[$cfg]})" "$(runs_list "${cpu_ins[$cfg]}")"
         fi
         if [[ -n ${cpu_upd[$cfg]:-} ]]; then
             # shellcheck disable=SC2086
-            put cpu_bulk_update "$cfg" "$(minimum ${cpu_upd[$cfg]})" "$(runs_list "${cpu_upd[$cfg]}")"
+            put cpu_bulk_update "$cfg" "$(median ${cpu_upd[$cfg]})" "$(runs_list "${cpu_upd[$cfg]}")"
         fi
         if [[ -n ${slow[$cfg]:-} && ${done_runs[$cfg]} -lt $REPS ]]; then
             note="${done_runs[$cfg]} run(s): a run took over ${SLOW_MS} ms, not repeated"
@@ -499,12 +495,12 @@ bench_pgbench() {
         done
         for cfg in "${CONFIGS[@]}"; do
             # shellcheck disable=SC2086
-            put "$measure" "$cfg" "$(maximum ${tpss[$cfg]})" "$(runs_list "${tpss[$cfg]}")"
+            put "$measure" "$cfg" "$(median ${tpss[$cfg]})" "$(runs_list "${tpss[$cfg]}")"
             # shellcheck disable=SC2086
-            put "wal_pgbench_${n}t" "$cfg" "$(minimum ${wals[$cfg]})" "$(runs_list "${wals[$cfg]}")"
+            put "wal_pgbench_${n}t" "$cfg" "$(median ${wals[$cfg]})" "$(runs_list "${wals[$cfg]}")"
             if [[ -n ${cpus[$cfg]:-} ]]; then
                 # shellcheck disable=SC2086
-                put "cpu_pgbench_${n}t" "$cfg" "$(minimum ${cpus[$cfg]})" "$(runs_list "${cpus[$cfg]}")"
+                put "cpu_pgbench_${n}t" "$cfg" "$(median ${cpus[$cfg]})" "$(runs_list "${cpus[$cfg]}")"
             fi
         done
         _r=$(seal_lag_stats "$since")
@@ -728,12 +724,12 @@ report() {
     for m in bulk_insert cpu_bulk_insert wal_bulk_insert bulk_update cpu_bulk_update wal_bulk_update \
         pgbench_1t cpu_pgbench_1t wal_pgbench_1t pgbench_8t cpu_pgbench_8t wal_pgbench_8t; do
         case $m in
-            bulk_insert) line="| bulk INSERT ... SELECT, $ROWS rows (ms, best of $REPS) |" ;;
-            bulk_update) line="| UPDATE of $ROWS rows (ms, best of $REPS) |" ;;
-            pgbench_1t) line="| pgbench insert tps, 1 tenant (best of $PGB_ROUNDS) |" ;;
-            pgbench_8t) line="| pgbench insert tps, 8 tenants (best of $PGB_ROUNDS) |" ;;
-            cpu_pgbench_1t) line="| server CPU per pgbench transaction, 1 tenant (µs, all server processes, best of $PGB_ROUNDS) |" ;;
-            cpu_pgbench_8t) line="| server CPU per pgbench transaction, 8 tenants (µs, best of $PGB_ROUNDS) |" ;;
+            bulk_insert) line="| bulk INSERT ... SELECT, $ROWS rows (ms) |" ;;
+            bulk_update) line="| UPDATE of $ROWS rows (ms) |" ;;
+            pgbench_1t) line="| pgbench insert tps, 1 tenant |" ;;
+            pgbench_8t) line="| pgbench insert tps, 8 tenants |" ;;
+            cpu_pgbench_1t) line="| server CPU per pgbench transaction, 1 tenant (µs, all server processes) |" ;;
+            cpu_pgbench_8t) line="| server CPU per pgbench transaction, 8 tenants (µs) |" ;;
             cpu_bulk_insert) line="| server CPU per row, bulk INSERT (µs, all server processes, sealing included) |" ;;
             cpu_bulk_update) line="| server CPU per row, bulk UPDATE (µs, sealing included) |" ;;
             wal_bulk_insert) line="| WAL bytes per row, bulk INSERT (sealing included) |" ;;
@@ -814,7 +810,7 @@ report() {
         echo "- machine: $NPROC cores ($CPU_MODEL), $MEM_GB GB memory; load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg)"
         echo "- PostgreSQL $PG_VERSION; $SETTINGS; autora.seal_interval=${SEAL_INTERVAL}"
         echo "- commit measured: $COMMIT_DESC"
-        echo "- repetitions, configurations interleaved, best run kept (other load on the machine only ever makes a run slower; every run is in results.csv): bulk operations best of $REPS, each preceded by TRUNCATE, VACUUM ANALYZE, CHECKPOINT; pgbench best of $PGB_ROUNDS runs of $SECS s, 4 clients, 2 threads, -M prepared; reads best of $READ_ROUNDS runs of $READ_SECS s, 1 client"
+        echo "- repetitions, configurations interleaved; every run is in results.csv: bulk operations median of $REPS runs, each preceded by TRUNCATE, VACUUM ANALYZE, CHECKPOINT; pgbench median of $PGB_ROUNDS runs of $SECS s, 4 clients, 2 threads, -M prepared (time, tps, server CPU and WAL each the median of their runs; ratios are of the medians, as issue 12 asks); reads best of $READ_ROUNDS runs of $READ_SECS s, 1 client (other load on the machine only ever makes a run slower)"
         echo
         echo "## Targets (autora_audit vs baseline)"
         echo

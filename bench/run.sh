@@ -17,8 +17,13 @@
 # BENCH_SLOW_MS (20000): a configuration whose bulk run takes longer is not
 # repeated; BENCH_BULK_TIMEOUT (60): a bulk statement running longer is
 # cancelled and reported as "> 60000 ms" (the plpgsql hash chain needs
-# minutes for 100k rows in one transaction).  BENCH_QUICK=1 shrinks everything for a smoke run (its numbers
-# are not results: RESULTS.md is then written to bench/out/ only).
+# minutes for 100k rows in one transaction).  The OLTP mix (issue 12):
+# BENCH_OLTP_TENANTS ("8"; "1 8" runs both) stores among which each
+# transaction picks, BENCH_OLTP_ROWS (5000) rows preloaded per store,
+# BENCH_OLTP_CONFIGS (all five; at least "baseline autora") the
+# configurations that run it, BENCH_PGBENCH_ROUNDS rounds of BENCH_SECONDS.
+# BENCH_QUICK=1 shrinks everything for a smoke run (its numbers are not
+# results: RESULTS.md is then written to bench/out/ only).
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -32,6 +37,7 @@ QUICK=${BENCH_QUICK:-0}
 if [[ $QUICK == 1 ]]; then
     : "${BENCH_REPS:=1}" "${BENCH_ROWS:=10000}" "${BENCH_BIG_ROWS:=50000}"
     : "${BENCH_SECONDS:=3}" "${BENCH_READ_SECONDS:=2}" "${BENCH_PGBENCH_ROUNDS:=1}" "${BENCH_READ_ROUNDS:=2}"
+    : "${BENCH_OLTP_ROWS:=1000}"
 fi
 REPS=${BENCH_REPS:-3}
 ROWS=${BENCH_ROWS:-100000}
@@ -43,6 +49,8 @@ READ_ROUNDS=${BENCH_READ_ROUNDS:-3}
 SLOW_MS=${BENCH_SLOW_MS:-20000}
 BULK_TIMEOUT_S=${BENCH_BULK_TIMEOUT:-60}
 READ_ROWS_PER_TENANT=$((ROWS / 2))
+OLTP_TENANTS=${BENCH_OLTP_TENANTS:-8}
+OLTP_ROWS=${BENCH_OLTP_ROWS:-5000}
 
 # configurations, in run order; DB[] their databases, LABEL[] their names
 CONFIGS=(baseline autora jsonb_trigger hash_chain pgaudit)
@@ -57,6 +65,9 @@ declare -A LABEL=(
     [hash_chain]='plpgsql hash chain'
     [pgaudit]="pgaudit (log = 'write')"
 )
+
+# the configurations that run the OLTP mix (baseline and autora at least)
+read -r -a OLTP_CONFIGS <<<"${BENCH_OLTP_CONFIGS:-${CONFIGS[*]}}"
 
 PSQL=("$BINDIR/psql" -X -q -v ON_ERROR_STOP=1)
 PGBENCH=("$BINDIR/pgbench" -n -M prepared)
@@ -307,8 +318,8 @@ setup() {
     sql postgres -c "ALTER DATABASE ${DB[pgaudit]} SET pgaudit.log = 'write'" >/dev/null
     [[ $(app_sql "${DB[pgaudit]}" -c 'SHOW pgaudit.log') == write ]] ||
         die "pgaudit.log is not 'write' in ${DB[pgaudit]}: is pgaudit preloaded?"
-    [[ $(sql "${DB[autora]}" -c "SELECT count(*) FROM autora.protected_tables") == 2 ]] ||
-        die "autora.protect() did not register deals and deals_read"
+    [[ $(sql "${DB[autora]}" -c "SELECT count(*) FROM autora.protected_tables") == 3 ]] ||
+        die "autora.protect() did not register deals, deals_read and deals_oltp"
 }
 
 # ---------------------------------------------------------------- workloads
@@ -384,17 +395,18 @@ bench_bulk() {
     put seal_drain_bulk_update autora "$(median ${upd_drain[autora]})" "$(echo ${upd_drain[autora]} | tr ' ' ';')"
 }
 
-# pgbench: 4 clients, 2 threads, single-row insert transactions.  Prints
+# pgbench: 4 clients, 2 threads, the workload's transactions
+# (bench/pgbench/WORKLOAD_app.sql, or WORKLOAD_autora.sql for autora).  Prints
 # "tps cpu_us": cpu_us is the CPU time of all server processes (backends,
 # sealer, WAL writer, ...) per transaction, read from /proc between 2 s after
 # the start and 1 s before the end: unlike tps, other load on the machine
 # barely moves it.  "-" when the server's processes are not visible here.
-run_pgbench() {   # cfg ntenants logname
+run_pgbench() {   # cfg ntenants logname workload(insert|oltp)
     local cfg=$1 n=$2 logf=$OUT/$3.log script tps pid c0='' c1='' cpu=-
-    script=$PGBDIR/insert_app.sql
-    [[ $cfg == autora ]] && script=$PGBDIR/insert_autora.sql
-    PGUSER=bench_app "${PGBENCH[@]}" -c 4 -j 2 -T "$SECS" -P 1 -D ntenants="$n" -f "$script" \
-        "${DB[$cfg]}" >"$logf" 2>&1 &
+    script=$PGBDIR/${4}_app.sql
+    [[ $cfg == autora ]] && script=$PGBDIR/${4}_autora.sql
+    PGUSER=bench_app "${PGBENCH[@]}" -c 4 -j 2 -T "$SECS" -P 1 -D ntenants="$n" -D per_store="$OLTP_ROWS" \
+        -f "$script" "${DB[$cfg]}" >"$logf" 2>&1 &
     pid=$!
     if [[ -n $POSTMASTER_PID ]]; then
         sleep 2
@@ -478,7 +490,7 @@ bench_pgbench() {
                     if [[ $round == 1 ]]; then since=$mark; fi
                 fi
                 lsn0=$(wal_lsn)
-                _r=$(run_pgbench "$cfg" "$n" "pgbench_${n}t_${cfg}_$round")
+                _r=$(run_pgbench "$cfg" "$n" "pgbench_${n}t_${cfg}_$round" insert)
                 read -r tps cpu <<<"$_r"
                 tpss[$cfg]+="$tps "
                 if [[ $cpu != - ]]; then cpus[$cfg]+="$cpu "; fi
@@ -509,6 +521,95 @@ bench_pgbench() {
         put "seal_lag_p95_${n}t" autora "$p95"
         put "seal_lag_max_${n}t" autora "$max" "$max" "$cnt entries"
         log "  seal lag under load ($n tenant(s)): p50 $p50 ms, p95 $p95 ms, max $max ms over $cnt entries"
+        unset tpss wals cpus
+    done
+}
+
+# deals_oltp as every OLTP round finds it: 8 stores of OLTP_ROWS rows under
+# known ids (bench/sql/oltp_load.sql), the id sequence above them, no dead
+# rows, analyzed.  autora's rows are loaded as the app (its triggers always
+# fire), the others' as superuser with session_replication_role = replica
+# (no audit of the load).
+oltp_reset() {   # cfg
+    local cfg=$1 db=${DB[$1]} i total=$((8 * OLTP_ROWS)) logf=$OUT/oltp_load_$1.log
+    local -a load=(sql "$db" -c 'SET session_replication_role = replica')
+    [[ $cfg == autora ]] && load=(app_sql "$db")
+    reset_table "$cfg" deals_oltp
+    for i in 1 2 3 4 5 6 7 8; do
+        "${load[@]}" -v ctx="$(ctx_sql "$cfg" "t$i")" -v tenant="t$i" -v first=$(((i - 1) * OLTP_ROWS + 1)) \
+            -v rows="$OLTP_ROWS" -f "$SQLDIR/oltp_load.sql" >"$logf" 2>&1 ||
+            { cat "$logf" >&2; die "loading deals_oltp failed for $cfg"; }
+    done
+    sql "$db" -c "SELECT setval('deals_oltp_id_seq', $total)" >/dev/null
+    [[ $(sql "$db" -c "SELECT count(*) FROM deals_oltp WHERE id BETWEEN 1 AND $total
+                         AND tenant_id = 't' || (1 + (id - 1) / $OLTP_ROWS)
+                         AND vin = '1HGCM8' || lpad(id::text, 11, '0')") == "$total" ]] ||
+        die "deals_oltp of $cfg does not hold $OLTP_ROWS rows per store under the ids oltp_*.sql expect"
+    settle "$cfg"
+}
+
+# Rows inserted and updated in deals_oltp so far (statistics): "ins upd".
+# Waits until the database's sessions are gone, so their counts are flushed.
+oltp_row_counts() {   # cfg
+    local db=${DB[$1]} i
+    for ((i = 0; i < 500; i++)); do
+        [[ $(sql postgres -c "SELECT count(*) FROM pg_stat_activity WHERE datname = '$db' AND backend_type = 'client backend'") == 0 ]] &&
+            break
+        sleep 0.01
+    done
+    sql "$db" -F ' ' -c "SELECT n_tup_ins, n_tup_upd FROM pg_stat_user_tables WHERE relid = 'deals_oltp'::regclass"
+}
+
+# The OLTP mix (issue 12): per transaction the context, 1 INSERT, 2
+# single-row UPDATEs of the store's own rows, 5 indexed SELECTs
+# (bench/pgbench/oltp_*.sql), 4 clients, configurations interleaved, each
+# round from a freshly loaded deals_oltp.  Checks that every configuration
+# inserted 1 and updated 2 rows per transaction: an UPDATE that RLS turned
+# into a no-op would flatter it.
+bench_oltp() {
+    local n cfg tps cpu mark drain='' measure round lsn0 wal txns ins0 upd0 ins1 upd1 rows
+    log "OLTP mix: ${OLTP_CONFIGS[*]}; 8 stores x $OLTP_ROWS rows; transactions pick among $OLTP_TENANTS store(s)"
+    for n in $OLTP_TENANTS; do
+        measure=oltp_${n}t
+        declare -A tpss=() wals=() cpus=()
+        for ((round = 1; round <= PGB_ROUNDS; round++)); do
+            for cfg in "${OLTP_CONFIGS[@]}"; do
+                oltp_reset "$cfg"
+                if [[ $cfg == autora ]]; then mark=$(sql "${DB[$cfg]}" -c 'SELECT bench_ledger_mark()'); fi
+                read -r ins0 upd0 <<<"$(oltp_row_counts "$cfg")"
+                lsn0=$(wal_lsn)
+                _r=$(run_pgbench "$cfg" "$n" "oltp_${n}t_${cfg}_$round" oltp)
+                read -r tps cpu <<<"$_r"
+                tpss[$cfg]+="$tps "
+                if [[ $cpu != - ]]; then cpus[$cfg]+="$cpu "; fi
+                if [[ $cfg == autora ]]; then
+                    drain=$(sql "${DB[autora]}" -c "SELECT bench_wait_sealed($mark)")
+                fi
+                txns=$(pgbench_txns "$OUT/oltp_${n}t_${cfg}_$round.log")
+                # per transaction, sealing included
+                wal=$(wal_since "$lsn0" "$txns")
+                wals[$cfg]+="$wal "
+                read -r ins1 upd1 <<<"$(oltp_row_counts "$cfg")"
+                rows=$(awk -v i=$((ins1 - ins0)) -v u=$((upd1 - upd0)) -v t="$txns" \
+                    'BEGIN { printf "%.3f %.3f\n", i / t, u / t }')
+                log "OLTP mix $n tenant(s) round $round/$PGB_ROUNDS $cfg: $tps tps, $cpu us server CPU and $wal WAL bytes per transaction; ${rows% *} rows inserted and ${rows#* } updated per transaction${drain:+; all sealed $drain ms after the load}"
+                # in-flight transactions at the end add a few rows, rolled back or not
+                if ! awk -v r="$rows" 'BEGIN { split(r, a, " "); exit !(a[1] >= 0.98 && a[1] <= 1.05 && a[2] >= 1.96 && a[2] <= 2.1) }'; then
+                    BUGS+=("OLTP mix, $cfg, $n tenant(s), round $round: $rows rows inserted / updated per transaction where 1 / 2 were meant (see $OUT/oltp_${n}t_${cfg}_$round.log)")
+                fi
+                drain=
+            done
+        done
+        for cfg in "${OLTP_CONFIGS[@]}"; do
+            # shellcheck disable=SC2086
+            put "$measure" "$cfg" "$(median ${tpss[$cfg]})" "$(runs_list "${tpss[$cfg]}")"
+            # shellcheck disable=SC2086
+            put "wal_oltp_${n}t" "$cfg" "$(median ${wals[$cfg]})" "$(runs_list "${wals[$cfg]}")"
+            if [[ -n ${cpus[$cfg]:-} ]]; then
+                # shellcheck disable=SC2086
+                put "cpu_oltp_${n}t" "$cfg" "$(median ${cpus[$cfg]})" "$(runs_list "${cpus[$cfg]}")"
+            fi
+        done
         unset tpss wals cpus
     done
 }
@@ -936,10 +1037,21 @@ unit_of() {
 
 # ---------------------------------------------------------------- main
 
+# BENCH_OLTP_CONFIGS must name known configurations, baseline and autora among them.
+check_oltp_configs() {
+    local cfg
+    for cfg in "${OLTP_CONFIGS[@]}"; do
+        [[ -n ${DB[$cfg]:-} ]] || die "BENCH_OLTP_CONFIGS: unknown configuration $cfg (known: ${CONFIGS[*]})"
+    done
+    [[ " ${OLTP_CONFIGS[*]} " == *' baseline '* && " ${OLTP_CONFIGS[*]} " == *' autora '* ]] ||
+        die "BENCH_OLTP_CONFIGS must include baseline and autora"
+}
+
 BUGS=()
 MEM_REF=trigger_queue
 main() {
     [[ -x $BINDIR/psql && -x $BINDIR/pgbench ]] || die "psql/pgbench not found in $BINDIR (set BENCH_PG_BINDIR)"
+    check_oltp_configs
     mkdir -p "$OUT"
     rm -f "$OUT"/*.log
     sql postgres -c 'SELECT 1' >/dev/null || die "cannot connect (PGHOST=${PGHOST:-} PGPORT=${PGPORT:-} PGUSER=${PGUSER:-})"
@@ -949,6 +1061,7 @@ main() {
     setup
     bench_bulk
     bench_pgbench
+    bench_oltp
     bench_read
     bench_verify
     bench_memory

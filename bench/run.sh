@@ -37,7 +37,7 @@ BINDIR=${BENCH_PG_BINDIR:-$(pg_config --bindir 2>/dev/null || dirname "$(command
 QUICK=${BENCH_QUICK:-0}
 if [[ $QUICK == 1 ]]; then
     : "${BENCH_REPS:=1}" "${BENCH_ROWS:=10000}" "${BENCH_BIG_ROWS:=50000}"
-    : "${BENCH_SECONDS:=3}" "${BENCH_READ_SECONDS:=2}" "${BENCH_PGBENCH_ROUNDS:=1}" "${BENCH_READ_ROUNDS:=2}"
+    : "${BENCH_SECONDS:=4}" "${BENCH_READ_SECONDS:=2}" "${BENCH_PGBENCH_ROUNDS:=1}" "${BENCH_READ_ROUNDS:=2}"
     : "${BENCH_OLTP_ROWS:=1000}"
 fi
 REPS=${BENCH_REPS:-3}
@@ -822,17 +822,15 @@ vs_cell() {   # measure unit
 # autora's run over the baseline's run of the same round, for each round:
 # "3.10x, 3.22x, 3.15x" (a round where either has no number is left out).
 round_ratios() {   # measure
-    local -a a b out=()
-    local i r
+    local -a a b
+    local i out=''
     IFS=';' read -r -a a <<<"${RUNS["$1|autora"]:-}"
     IFS=';' read -r -a b <<<"${RUNS["$1|baseline"]:-}"
     for i in "${!a[@]}"; do
         [[ ${a[$i]} =~ ^[0-9.]+$ && ${b[$i]:-} =~ ^[0-9.]+$ ]] || continue
-        r=$(ratio "${a[$i]}" "${b[$i]}")
-        out+=("${r}x")
+        out+="${out:+, }$(ratio "${a[$i]}" "${b[$i]}")x"
     done
-    local IFS=,
-    echo "${out[*]:-none}" | sed 's/,/, /g'
+    echo "${out:-none}"
 }
 
 tenants_label() {   # n

@@ -8,7 +8,7 @@ EXTENSION    = autora_audit
 MODULE_big   = autora_audit
 OBJS         = src/autora_audit.o src/objects.o src/context.o src/token.o src/tenants.o src/scope.o src/relinfo.o src/capture.o src/protect.o \
                src/encoding.o src/ledger.o src/writer.o src/vault.o src/chain.o src/verify.o \
-               src/guard.o src/protected_ddl.o src/registry.o src/restore_state.o src/restore.o src/sealer.o src/summarize.o
+               src/guard.o src/database_commands.o src/protected_ddl.o src/registry.o src/restore_state.o src/restore.o src/sealer.o src/summarize.o
 DATA         = sql/autora_audit--0.2.sql
 PG_CPPFLAGS  = -I$(srcdir)/src
 SHLIB_LINK   = -lcrypto

@@ -37,6 +37,11 @@ bool		autora_preloaded = false;
 
 void		_PG_init(void);
 
+/*
+ * The autora.* settings; who may set each one is part of the security model
+ * (docs/security-model.md): anything that could switch capture or sealing off
+ * is superuser-only.
+ */
 static void
 DefineConfiguration(void)
 {
@@ -113,6 +118,10 @@ DefineConfiguration(void)
 	MarkGUCPrefixReserved("autora");
 }
 
+/*
+ * Registers settings, cache callbacks and hooks in every backend; shared
+ * memory and the sealer only when preloaded.
+ */
 void
 _PG_init(void)
 {

@@ -37,44 +37,13 @@
 #include "context.h"
 #include "ledger.h"
 #include "encoding.h"
+#include "jsonb_push.h"
 #include "relinfo.h"
 #include "tenants.h"
 #include "vault.h"
 #include "writer.h"
 
 /* --- row to jsonb --------------------------------------------------------- */
-
-static void
-PushString(JsonbParseState **state, JsonbIteratorToken seq, const char *s)
-{
-	JsonbValue	v;
-
-	v.type = jbvString;
-	v.val.string.val = (char *) s;
-	v.val.string.len = strlen(s);
-	pushJsonbValue(state, seq, &v);
-}
-
-static void
-PushJsonb(JsonbParseState **state, Jsonb *jb)
-{
-	JsonbValue	v;
-
-	v.type = jbvBinary;
-	v.val.binary.data = &jb->root;
-	v.val.binary.len = VARSIZE(jb) - VARHDRSZ;
-	pushJsonbValue(state, WJB_VALUE, &v);
-}
-
-static void
-PushNumeric(JsonbParseState **state, Numeric n)
-{
-	JsonbValue	v;
-
-	v.type = jbvNumeric;
-	v.val.numeric = n;
-	pushJsonbValue(state, WJB_VALUE, &v);
-}
 
 /*
  * Does json text hold the escape \u0000?  jsonb has no such character, so
@@ -367,6 +336,12 @@ RequireSameTenant(RelInfo *info, const char *old_tenant, const char *new_tenant)
 
 /* --- capture_row ---------------------------------------------------------- */
 
+/*
+ * AFTER INSERT OR UPDATE OR DELETE, per row: checks the row's tenant
+ * against the context (for every operation, also for roles that bypass row
+ * level security) and records one entry with format 2 images; an UPDATE that
+ * changed no captured column records none while skip_noop_updates is on.
+ */
 PG_FUNCTION_INFO_V1(autora_capture_row);
 Datum
 autora_capture_row(PG_FUNCTION_ARGS)
@@ -484,6 +459,10 @@ autora_capture_row(PG_FUNCTION_ARGS)
 
 /* --- stamp_tenant --------------------------------------------------------- */
 
+/*
+ * BEFORE INSERT, per row: fills a NULL tenant column from the context, in
+ * the column's own type, or refuses a row of another tenant.
+ */
 PG_FUNCTION_INFO_V1(autora_stamp_tenant);
 Datum
 autora_stamp_tenant(PG_FUNCTION_ARGS)
@@ -613,6 +592,10 @@ CompareTenantCounts(const void *a, const void *b)
 	return strcmp(((const TenantCount *) a)->tenant, ((const TenantCount *) b)->tenant);
 }
 
+/*
+ * BEFORE TRUNCATE, per statement: refused unless autora.allow_truncate;
+ * then one entry per tenant (and partition) with its row count.
+ */
 PG_FUNCTION_INFO_V1(autora_capture_truncate);
 Datum
 autora_capture_truncate(PG_FUNCTION_ARGS)
@@ -685,6 +668,10 @@ autora_capture_truncate(PG_FUNCTION_ARGS)
 
 /* --- log_event ------------------------------------------------------------ */
 
+/*
+ * autora.log_event(): a semantic event in the chain of the context's store
+ * (the platform chain for a platform actor without one).
+ */
 PG_FUNCTION_INFO_V1(autora_log_event);
 Datum
 autora_log_event(PG_FUNCTION_ARGS)

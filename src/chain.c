@@ -275,6 +275,7 @@ LastHorizon(const AutoraOids *oids, Relation blocks, Snapshot snap, int64 *last_
 	return h;
 }
 
+/* Adds a committed entry to its chain's batch for this round. */
 static void
 BatchAdd(HTAB *batches, const char *tenant, int64 id, const uint8 *hash)
 {

@@ -565,6 +565,10 @@ TokenClaim(Jsonb *payload, const char *key)
 	return JsonbGetString(payload, key);
 }
 
+/*
+ * autora.set_context(token): verifies the token and installs its claims
+ * as the session or transaction context.
+ */
 PG_FUNCTION_INFO_V1(autora_set_context);
 Datum
 autora_set_context(PG_FUNCTION_ARGS)

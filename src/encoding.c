@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  * encoding.c
- *	  Canonical byte encoding of ledger entries and blocks, SHA-256 through
- *	  OpenSSL EVP, and RFC 6962 Merkle roots.
+ *	  Canonical byte encoding of ledger entries and blocks, SHA-256, and
+ *	  RFC 6962 Merkle roots.
  *
  * The encoding is the contract with external verifiers (tools/autora_verify
  * and anyone reading an export): docs/ledger-format.md describes it byte by
@@ -13,9 +13,12 @@
 #include "miscadmin.h"
 
 /*
- * SHA-256 through the SHA256_* functions: deprecated in OpenSSL 3 in favour
- * of EVP, whose per-call dispatch cost more than hashing a Merkle node
- * (two 64-byte blocks).  They remain the same optimised code underneath.
+ * SHA-256 through OpenSSL's SHA256_* functions, deprecated in OpenSSL 3 in
+ * favour of EVP but the same optimised code underneath.  Measured on the
+ * bench machine (OpenSSL 3.0, -O2, 2M calls): a 65-byte Merkle node takes
+ * 168 ns with SHA256_*, 329 ns with EVP and a reused EVP_MD_CTX, 762 ns
+ * with EVP_Digest; a 750-byte entry 1034, 1223 and 1666 ns.  PostgreSQL's
+ * pg_cryptohash goes through EVP and allocates a context per hash.
  */
 #define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/sha.h>
@@ -220,6 +223,7 @@ AppendNumeric(StringInfo out, Datum numeric)
 	pfree(text);
 }
 
+/* A jsonb scalar as jsonb_out prints it. */
 static void
 AppendScalar(StringInfo out, JsonbValue *v)
 {
@@ -349,6 +353,10 @@ AppendContainer(StringInfo out, const JsonbContainer *container, int depth)
 		pfree(offsets);
 }
 
+/*
+ * A jsonb value tree as jsonb_out prints it (keys in jsonb's order), depth
+ * bounded so that verify can always encode again what capture wrote.
+ */
 static void
 AppendCanonicalJson(StringInfo out, JsonbValue *v, int depth)
 {
@@ -422,6 +430,7 @@ PutJsonb(StringInfo buf, Datum v)
 		pfree(jb);
 }
 
+/* TEXTARRAY: the element count, then each element as NULL or TEXT. */
 static void
 PutTextArray(StringInfo buf, Datum v)
 {
@@ -530,6 +539,10 @@ EntryHash(const Datum *values, const bool *nulls, const char *const *known_text,
 	Sha256Digest(buf->data, buf->len, out);
 }
 
+/*
+ * block_hash: SHA-256 of "autora-block" and the covered fields
+ * (docs/ledger-format.md, section 4).
+ */
 void
 BlockHash(const BlockHeader *block, uint8 out[LEDGER_HASH_LEN])
 {

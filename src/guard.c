@@ -65,6 +65,7 @@
 
 #include "autora_audit.h"
 #include "context.h"
+#include "database_commands.h"
 #include "guard.h"
 #include "objects.h"
 #include "protected_ddl.h"
@@ -176,6 +177,10 @@ LedgerInTablespace(Oid tablespace, List *roles)
 	return false;
 }
 
+/*
+ * Does the ledger hold entries (DROP EXTENSION is refused then)?  Buffered
+ * ones of this transaction count.
+ */
 static bool
 LedgerHasEntries(void)
 {
@@ -359,6 +364,11 @@ GuardTiedToExtension(ObjectAddress address, Relation rel, const char *action)
 
 /* --- utility commands ----------------------------------------------------- */
 
+/*
+ * DROP of ledger relations, their indexes, autora's functions, the registry
+ * or schema autora, and of extension autora_audit while the ledger holds
+ * entries.
+ */
 static void
 GuardDrop(DropStmt *stmt)
 {
@@ -413,6 +423,7 @@ GuardDrop(DropStmt *stmt)
 	}
 }
 
+/* ALTER TABLE of a ledger relation, or INHERIT from one. */
 static void
 GuardAlterTable(AlterTableStmt *stmt)
 {
@@ -436,6 +447,7 @@ GuardAlterTable(AlterTableStmt *stmt)
 		RefuseAutoraObject("ALTER", get_rel_name(relid));
 }
 
+/* RENAME of schema autora, its functions or a ledger relation. */
 static void
 GuardRename(RenameStmt *stmt)
 {
@@ -468,69 +480,235 @@ GuardRename(RenameStmt *stmt)
 }
 
 static void
-GuardUtility(Node *parsetree)
+GuardTruncate(TruncateStmt *stmt)
 {
 	ListCell   *lc;
-	Oid			relid;
+
+	foreach(lc, stmt->relations)
+	{
+		Oid			relid = RelidOf(lfirst(lc));
+
+		if (IsLedgerRelation(relid))
+			RefuseLedger("TRUNCATE", relid);
+		if (IsRegistryRelation(relid))
+			RefuseRegistry("TRUNCATE", relid);
+	}
+}
+
+/* COPY FROM into the ledger or the registry: only an empty one, in a restore */
+static void
+GuardCopy(CopyStmt *stmt)
+{
+	Oid			relid = RelidOf(stmt->relation);
+
+	if (stmt->is_from && IsLedgerRelation(relid) && !RestoreAllowed(relid))
+		RefuseLedgerLoad("COPY FROM", relid);
+	if (stmt->is_from && IsRegistryRelation(relid) && !RestoreAllowed(relid))
+		RefuseRegistry("COPY FROM", relid);
+}
+
+static void
+GuardIndex(IndexStmt *stmt)
+{
+	Oid			relid = RelidOf(stmt->relation);
+
+	if (IsLedgerRelation(relid))
+		GuardLedgerIndex(stmt, relid);
+	else if (RelationInAutoraSchema(relid))
+		RefuseAutoraObject("CREATE INDEX on", get_rel_name(relid));
+}
+
+static void
+GuardStatistics(CreateStatsStmt *stmt)
+{
+	ListCell   *lc;
+
+	foreach(lc, stmt->relations)
+	{
+		Oid			relid = IsA(lfirst(lc), RangeVar) ? RelidOf(lfirst(lc)) : InvalidOid;
+
+		if (IsLedgerRelation(relid))
+			RefuseLedger("CREATE STATISTICS on", relid);
+		if (RelationInAutoraSchema(relid))
+			RefuseAutoraObject("CREATE STATISTICS on", get_rel_name(relid));
+	}
+}
+
+/* ALTER ... ALL IN TABLESPACE would move the ledger, which ALTER may not */
+static void
+GuardMoveAll(AlterTableMoveAllStmt *stmt)
+{
+	Oid			space = get_tablespace_oid(stmt->orig_tablespacename, true);
+
+	if (OidIsValid(space) && LedgerInTablespace(space, stmt->roles))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("ALTER ... ALL IN TABLESPACE would move the autora ledger relations"),
+				 errdetail("The ledger relations cannot be altered, moved included."),
+				 errhint("Name the relations to move, or OWNED BY the roles whose relations move.")));
+}
+
+static void
+GuardSetSchema(AlterObjectSchemaStmt *stmt)
+{
+	Oid			relid = RelidOf(stmt->relation);
+
+	if (IsLedgerRelation(relid))
+		RefuseLedger("ALTER ... SET SCHEMA", relid);
+	if (RelationInAutoraSchema(relid))
+		RefuseAutoraObject("ALTER ... SET SCHEMA", get_rel_name(relid));
+	if (IsFunctionType(stmt->objectType) &&
+		FunctionInAutoraSchema(stmt->objectType, (ObjectWithArgs *) stmt->object))
+		RefuseAutoraObject("ALTER ... SET SCHEMA",
+						   NameListToString(((ObjectWithArgs *) stmt->object)->objname));
+}
+
+static void
+GuardAlterOwner(AlterOwnerStmt *stmt)
+{
+	if (IsFunctionType(stmt->objectType) &&
+		FunctionInAutoraSchema(stmt->objectType, (ObjectWithArgs *) stmt->object))
+		RefuseAutoraObject("ALTER ... OWNER",
+						   NameListToString(((ObjectWithArgs *) stmt->object)->objname));
+}
+
+/* Replacing autora's code (capture_row, say) would switch capture off. */
+static void
+GuardCreateFunction(CreateFunctionStmt *stmt)
+{
+	char	   *name;
+
+	if (InAutoraSchema(QualifiedNameGetCreationNamespace(stmt->funcname, &name)))
+		RefuseAutoraObject(stmt->replace ? "CREATE OR REPLACE FUNCTION" : "CREATE FUNCTION", name);
+}
+
+static void
+GuardCreateView(ViewStmt *stmt)
+{
+	if (InAutoraSchema(RangeVarGetCreationNamespace(stmt->view)))
+		RefuseAutoraObject(stmt->replace ? "CREATE OR REPLACE VIEW" : "CREATE VIEW",
+						   stmt->view->relname);
+}
+
+static void
+GuardCreateTrigger(CreateTrigStmt *stmt)
+{
+	Oid			relid = RelidOf(stmt->relation);
+
+	if (IsLedgerRelation(relid))
+		RefuseLedger("CREATE TRIGGER", relid);
+	if (RelationInAutoraSchema(relid))
+		RefuseAutoraObject("CREATE TRIGGER on", get_rel_name(relid));
+}
+
+static void
+GuardCreatePolicy(CreatePolicyStmt *stmt)
+{
+	Oid			relid = RelidOf(stmt->table);
+
+	if (IsLedgerRelation(relid) || IsRegistryRelation(relid))
+		RefuseLedger("CREATE POLICY on", relid);
+	if (RelationInAutoraSchema(relid))
+		RefuseAutoraObject("CREATE POLICY on", get_rel_name(relid));
+}
+
+/* a child of the ledger would show its rows in SELECT ... FROM autora.ledger */
+static void
+GuardInherits(CreateStmt *stmt)
+{
+	ListCell   *lc;
+
+	foreach(lc, stmt->inhRelations)
+	{
+		Oid			relid = RelidOf(lfirst(lc));
+
+		if (IsLedgerRelation(relid))
+			RefuseLedger("INHERITS", relid);
+	}
+}
+
+static void
+GuardRule(RuleStmt *stmt)
+{
+	Oid			relid = RelidOf(stmt->relation);
+
+	if (IsLedgerRelation(relid))
+		RefuseLedger("CREATE RULE", relid);
+	if (RelationInAutoraSchema(relid))
+		RefuseAutoraObject("CREATE RULE on", get_rel_name(relid));
+}
+
+/* ALTER EXTENSION ... ADD / DROP: autora's members stay; nothing joins another extension to drop with it */
+static void
+GuardExtensionContents(AlterExtensionContentsStmt *stmt)
+{
 	Relation	rel = NULL;
+
+	if (IsAutoraName(stmt->extname, "autora_audit"))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("changing the members of extension autora_audit is not allowed"),
+				 errdetail("Detaching a member would let it be dropped with the protection it gives.")));
+	/* another extension's member goes with that extension, unguarded */
+	if (stmt->action > 0)
+	{
+		ObjectAddress address = get_object_address(stmt->objtype, copyObject(stmt->object),
+												   &rel, AccessShareLock, true);
+
+		GuardTiedToExtension(address, rel, "ALTER EXTENSION ... ADD");
+	}
+	if (rel != NULL)
+		relation_close(rel, AccessShareLock);
+}
+
+/*
+ * ALTER ... DEPENDS ON EXTENSION would let another extension's drop take
+ * the object along, unguarded.
+ */
+static void
+GuardDependsOnExtension(AlterObjectDependsStmt *stmt)
+{
+	Relation	rel = NULL;
+
+	if (!stmt->remove)
+	{
+		ObjectAddress address = get_object_address_rv(stmt->objectType, stmt->relation,
+													  list_copy((List *) stmt->object),
+													  &rel, AccessShareLock, true);
+
+		GuardTiedToExtension(address, rel, "ALTER ... DEPENDS ON EXTENSION");
+	}
+	if (rel != NULL)
+		relation_close(rel, AccessShareLock);
+}
+
+/*
+ * The utility guards: each statement kind that could touch the ledger, the
+ * registry or autora's own objects has its check; then the owner's DDL on
+ * protected tables (protected_ddl.c).
+ */
+static void
+GuardUtility(Node *parsetree)
+{
+	Oid			relid;
 
 	switch (nodeTag(parsetree))
 	{
 		case T_TruncateStmt:
-			foreach(lc, ((TruncateStmt *) parsetree)->relations)
-			{
-				relid = RelidOf(lfirst(lc));
-				if (IsLedgerRelation(relid))
-					RefuseLedger("TRUNCATE", relid);
-				if (IsRegistryRelation(relid))
-					RefuseRegistry("TRUNCATE", relid);
-			}
+			GuardTruncate((TruncateStmt *) parsetree);
 			break;
 		case T_CopyStmt:
-			{
-				CopyStmt   *stmt = (CopyStmt *) parsetree;
-
-				relid = RelidOf(stmt->relation);
-				if (stmt->is_from && IsLedgerRelation(relid) && !RestoreAllowed(relid))
-					RefuseLedgerLoad("COPY FROM", relid);
-				if (stmt->is_from && IsRegistryRelation(relid) && !RestoreAllowed(relid))
-					RefuseRegistry("COPY FROM", relid);
-				break;
-			}
+			GuardCopy((CopyStmt *) parsetree);
+			break;
 		case T_IndexStmt:
-			{
-				IndexStmt  *stmt = (IndexStmt *) parsetree;
-
-				relid = RelidOf(stmt->relation);
-				if (IsLedgerRelation(relid))
-					GuardLedgerIndex(stmt, relid);
-				else if (RelationInAutoraSchema(relid))
-					RefuseAutoraObject("CREATE INDEX on", get_rel_name(relid));
-				break;
-			}
+			GuardIndex((IndexStmt *) parsetree);
+			break;
 		case T_CreateStatsStmt:
-			foreach(lc, ((CreateStatsStmt *) parsetree)->relations)
-			{
-				relid = IsA(lfirst(lc), RangeVar) ? RelidOf(lfirst(lc)) : InvalidOid;
-				if (IsLedgerRelation(relid))
-					RefuseLedger("CREATE STATISTICS on", relid);
-				if (RelationInAutoraSchema(relid))
-					RefuseAutoraObject("CREATE STATISTICS on", get_rel_name(relid));
-			}
+			GuardStatistics((CreateStatsStmt *) parsetree);
 			break;
 		case T_AlterTableMoveAllStmt:
-			{
-				AlterTableMoveAllStmt *stmt = (AlterTableMoveAllStmt *) parsetree;
-				Oid			space = get_tablespace_oid(stmt->orig_tablespacename, true);
-
-				if (OidIsValid(space) && LedgerInTablespace(space, stmt->roles))
-					ereport(ERROR,
-							(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-							 errmsg("ALTER ... ALL IN TABLESPACE would move the autora ledger relations"),
-							 errdetail("The ledger relations cannot be altered, moved included."),
-							 errhint("Name the relations to move, or OWNED BY the roles whose relations move.")));
-				break;
-			}
+			GuardMoveAll((AlterTableMoveAllStmt *) parsetree);
+			break;
 		case T_DropStmt:
 			GuardDrop((DropStmt *) parsetree);
 			break;
@@ -541,73 +719,28 @@ GuardUtility(Node *parsetree)
 			GuardRename((RenameStmt *) parsetree);
 			break;
 		case T_AlterObjectSchemaStmt:
-			{
-				AlterObjectSchemaStmt *stmt = (AlterObjectSchemaStmt *) parsetree;
-
-				relid = RelidOf(stmt->relation);
-				if (IsLedgerRelation(relid))
-					RefuseLedger("ALTER ... SET SCHEMA", relid);
-				if (RelationInAutoraSchema(relid))
-					RefuseAutoraObject("ALTER ... SET SCHEMA", get_rel_name(relid));
-				if (IsFunctionType(stmt->objectType) &&
-					FunctionInAutoraSchema(stmt->objectType, (ObjectWithArgs *) stmt->object))
-					RefuseAutoraObject("ALTER ... SET SCHEMA",
-									   NameListToString(((ObjectWithArgs *) stmt->object)->objname));
-				break;
-			}
+			GuardSetSchema((AlterObjectSchemaStmt *) parsetree);
+			break;
 		case T_AlterOwnerStmt:
-			{
-				AlterOwnerStmt *stmt = (AlterOwnerStmt *) parsetree;
-
-				if (IsFunctionType(stmt->objectType) &&
-					FunctionInAutoraSchema(stmt->objectType, (ObjectWithArgs *) stmt->object))
-					RefuseAutoraObject("ALTER ... OWNER",
-									   NameListToString(((ObjectWithArgs *) stmt->object)->objname));
-				break;
-			}
+			GuardAlterOwner((AlterOwnerStmt *) parsetree);
+			break;
 		case T_AlterFunctionStmt:
-			{
-				AlterFunctionStmt *stmt = (AlterFunctionStmt *) parsetree;
-
-				if (FunctionInAutoraSchema(stmt->objtype, stmt->func))
-					RefuseAutoraObject("ALTER FUNCTION", NameListToString(stmt->func->objname));
-				break;
-			}
+			if (FunctionInAutoraSchema(((AlterFunctionStmt *) parsetree)->objtype,
+									   ((AlterFunctionStmt *) parsetree)->func))
+				RefuseAutoraObject("ALTER FUNCTION",
+								   NameListToString(((AlterFunctionStmt *) parsetree)->func->objname));
+			break;
 		case T_CreateFunctionStmt:
-			{
-				CreateFunctionStmt *stmt = (CreateFunctionStmt *) parsetree;
-				char	   *name;
-
-				if (InAutoraSchema(QualifiedNameGetCreationNamespace(stmt->funcname, &name)))
-					RefuseAutoraObject(stmt->replace ? "CREATE OR REPLACE FUNCTION" : "CREATE FUNCTION", name);
-				break;
-			}
+			GuardCreateFunction((CreateFunctionStmt *) parsetree);
+			break;
 		case T_ViewStmt:
-			{
-				ViewStmt   *stmt = (ViewStmt *) parsetree;
-
-				if (InAutoraSchema(RangeVarGetCreationNamespace(stmt->view)))
-					RefuseAutoraObject(stmt->replace ? "CREATE OR REPLACE VIEW" : "CREATE VIEW",
-									   stmt->view->relname);
-				break;
-			}
+			GuardCreateView((ViewStmt *) parsetree);
+			break;
 		case T_CreateTrigStmt:
-			{
-				CreateTrigStmt *stmt = (CreateTrigStmt *) parsetree;
-
-				relid = RelidOf(stmt->relation);
-				if (IsLedgerRelation(relid))
-					RefuseLedger("CREATE TRIGGER", relid);
-				if (RelationInAutoraSchema(relid))
-					RefuseAutoraObject("CREATE TRIGGER on", get_rel_name(relid));
-				break;
-			}
+			GuardCreateTrigger((CreateTrigStmt *) parsetree);
+			break;
 		case T_CreatePolicyStmt:
-			relid = RelidOf(((CreatePolicyStmt *) parsetree)->table);
-			if (IsLedgerRelation(relid) || IsRegistryRelation(relid))
-				RefuseLedger("CREATE POLICY on", relid);
-			if (RelationInAutoraSchema(relid))
-				RefuseAutoraObject("CREATE POLICY on", get_rel_name(relid));
+			GuardCreatePolicy((CreatePolicyStmt *) parsetree);
 			break;
 		case T_AlterSeqStmt:
 			relid = RelidOf(((AlterSeqStmt *) parsetree)->sequence);
@@ -615,119 +748,21 @@ GuardUtility(Node *parsetree)
 				RefuseAutoraObject("ALTER SEQUENCE", get_rel_name(relid));
 			break;
 		case T_CreateStmt:
-			foreach(lc, ((CreateStmt *) parsetree)->inhRelations)
-			{
-				relid = RelidOf(lfirst(lc));
-				if (IsLedgerRelation(relid))
-					RefuseLedger("INHERITS", relid);
-			}
+			GuardInherits((CreateStmt *) parsetree);
 			break;
 		case T_RuleStmt:
-			relid = RelidOf(((RuleStmt *) parsetree)->relation);
-			if (IsLedgerRelation(relid))
-				RefuseLedger("CREATE RULE", relid);
-			if (RelationInAutoraSchema(relid))
-				RefuseAutoraObject("CREATE RULE on", get_rel_name(relid));
+			GuardRule((RuleStmt *) parsetree);
 			break;
 		case T_AlterExtensionContentsStmt:
-			{
-				AlterExtensionContentsStmt *stmt = (AlterExtensionContentsStmt *) parsetree;
-
-				if (IsAutoraName(stmt->extname, "autora_audit"))
-					ereport(ERROR,
-							(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-							 errmsg("changing the members of extension autora_audit is not allowed"),
-							 errdetail("Detaching a member would let it be dropped with the protection it gives.")));
-				/* another extension's member goes with that extension, unguarded */
-				if (stmt->action > 0)
-				{
-					ObjectAddress address = get_object_address(stmt->objtype, copyObject(stmt->object),
-															   &rel, AccessShareLock, true);
-
-					GuardTiedToExtension(address, rel, "ALTER EXTENSION ... ADD");
-				}
-				if (rel != NULL)
-					relation_close(rel, AccessShareLock);
-				break;
-			}
+			GuardExtensionContents((AlterExtensionContentsStmt *) parsetree);
+			break;
 		case T_AlterObjectDependsStmt:
-			{
-				AlterObjectDependsStmt *stmt = (AlterObjectDependsStmt *) parsetree;
-
-				if (!stmt->remove)
-				{
-					ObjectAddress address = get_object_address_rv(stmt->objectType, stmt->relation,
-																  list_copy((List *) stmt->object),
-																  &rel, AccessShareLock, true);
-
-					GuardTiedToExtension(address, rel, "ALTER ... DEPENDS ON EXTENSION");
-				}
-				if (rel != NULL)
-					relation_close(rel, AccessShareLock);
-				break;
-			}
+			GuardDependsOnExtension((AlterObjectDependsStmt *) parsetree);
+			break;
 		default:
 			break;
 	}
 	ProtectedDdlCheck(parsetree);
-}
-
-static bool
-HasDefElem(List *options, const char *name)
-{
-	ListCell   *lc;
-
-	foreach(lc, options)
-		if (strcmp(((DefElem *) lfirst(lc))->defname, name) == 0)
-			return true;
-	return false;
-}
-
-/* May this role run a command that needs the database free of connections? */
-static Oid
-IfOwnedOrSuperuser(Oid dboid)
-{
-	return OidIsValid(dboid) && pg_database_ownercheck(dboid, GetUserId()) ? dboid : InvalidOid;
-}
-
-/*
- * The database a database-level command needs free of connections, when
- * the role may run it: its sealer is paused, and a role that may not would
- * otherwise stop a database's sealing by failing the command.
- */
-static Oid
-DatabaseNeedingNoConnections(Node *parsetree)
-{
-	ListCell   *lc;
-	Oid			template = InvalidOid;
-
-	switch (nodeTag(parsetree))
-	{
-		case T_DropdbStmt:
-			return IfOwnedOrSuperuser(get_database_oid(((DropdbStmt *) parsetree)->dbname, true));
-		case T_CreatedbStmt:
-			foreach(lc, ((CreatedbStmt *) parsetree)->options)
-			{
-				DefElem    *opt = lfirst(lc);
-
-				if (strcmp(opt->defname, "template") == 0 && opt->arg != NULL)
-					template = get_database_oid(defGetString(opt), true);
-			}
-			if (!OidIsValid(template))
-				template = get_database_oid("template1", true);
-			return have_createdb_privilege() ? template : InvalidOid;
-		case T_RenameStmt:
-			if (((RenameStmt *) parsetree)->renameType == OBJECT_DATABASE)
-				return IfOwnedOrSuperuser(get_database_oid(((RenameStmt *) parsetree)->subname, true));
-			return InvalidOid;
-		case T_AlterDatabaseStmt:
-			foreach(lc, ((AlterDatabaseStmt *) parsetree)->options)
-				if (strcmp(((DefElem *) lfirst(lc))->defname, "tablespace") == 0)
-					return IfOwnedOrSuperuser(get_database_oid(((AlterDatabaseStmt *) parsetree)->dbname, true));
-			return InvalidOid;
-		default:
-			return InvalidOid;
-	}
 }
 
 /*
@@ -737,6 +772,7 @@ DatabaseNeedingNoConnections(Node *parsetree)
  */
 static int	explain_analyze_depth = 0;
 
+/* Is this EXPLAIN with ANALYZE on? */
 static bool
 IsExplainAnalyze(Node *parsetree)
 {
@@ -754,6 +790,11 @@ IsExplainAnalyze(Node *parsetree)
 	return false;
 }
 
+/*
+ * Every utility statement: the guards first, then the statement, with the
+ * owner's DDL on protected tables watched and recorded (protected_ddl.c)
+ * and database commands prepared (database_commands.c).
+ */
 static void
 autora_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 					  bool readOnlyTree, ProcessUtilityContext context,
@@ -761,8 +802,8 @@ autora_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 					  DestReceiver *dest, QueryCompletion *qc)
 {
 	Node	   *volatile parsetree = pstmt->utilityStmt;
-	PlannedStmt *volatile run = pstmt;
-	volatile bool run_read_only = readOnlyTree;
+	PlannedStmt *volatile run;
+	bool		run_read_only = readOnlyTree;
 	volatile bool dropping_extension = false;
 	volatile Oid paused_db;
 	ProtectedDdl ddl = {0};
@@ -772,22 +813,8 @@ autora_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	if (!IsBinaryUpgrade)
 		GuardUtility(parsetree);
 
-	/*
-	 * PostgreSQL 15's default CREATE DATABASE strategy (wal_log) does not
-	 * WAL-log the first nextval() of the copied sequences, so after a crash
-	 * they can step back and hand out ledger ids twice; file_copy is safe.
-	 */
-	if (IsA(parsetree, CreatedbStmt) && !HasDefElem(((CreatedbStmt *) parsetree)->options, "strategy"))
-	{
-		CreatedbStmt *stmt;
-
-		run = copyObject(pstmt);
-		stmt = (CreatedbStmt *) run->utilityStmt;
-		stmt->options = lappend(stmt->options,
-								makeDefElem("strategy", (Node *) makeString("file_copy"), -1));
-		parsetree = run->utilityStmt;
-		run_read_only = false;
-	}
+	run = DatabaseCommandRewrite(pstmt, &run_read_only);
+	parsetree = run->utilityStmt;
 
 	/* only a DROP EXTENSION naming autora_audit may drop autora's objects */
 	if (IsA(parsetree, DropStmt) && ((DropStmt *) parsetree)->removeType == OBJECT_EXTENSION)
@@ -797,9 +824,7 @@ autora_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 		foreach(lc, ((DropStmt *) parsetree)->objects)
 			dropping_extension |= IsAutoraName(strVal(lfirst(lc)), "autora_audit");
 	}
-	paused_db = DatabaseNeedingNoConnections(parsetree);
-	if (OidIsValid(paused_db))
-		SealerPauseDatabase(paused_db);
+	paused_db = DatabaseCommandPause(parsetree);
 
 	if (!IsBinaryUpgrade)
 		ProtectedDdlBegin(pstmt, queryString, context, &ddl);
@@ -833,11 +858,7 @@ autora_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	if (OidIsValid(paused_db))
 		SealerResumeDatabase(paused_db);
 	ProtectedDdlDone(&ddl);
-
-	/* the preparing session could not wake the sealer; the committer does */
-	if (IsA(parsetree, TransactionStmt) &&
-		((TransactionStmt *) parsetree)->kind == TRANS_STMT_COMMIT_PREPARED)
-		SealerWake();
+	DatabaseCommandDone(parsetree);
 }
 
 /* --- executor ------------------------------------------------------------- */
@@ -858,6 +879,10 @@ CommandName(CmdType type)
  */
 static int	held_depth = 0;
 
+/*
+ * Plans that write a ledger relation or the registry are refused, whatever
+ * role runs them and however they were reached (functions, rules, CTEs).
+ */
 static void
 autora_ExecutorStart(QueryDesc *queryDesc, int eflags)
 {
@@ -981,6 +1006,10 @@ RefuseExplainAnalyze(RangeTblEntry *rte)
 			 errhint("Use EXPLAIN without ANALYZE, or a role that bypasses row level security.")));
 }
 
+/*
+ * At permission-check time: no context, no access to a protected table
+ * (so also when it is empty); no WITH HOLD or EXPLAIN ANALYZE over one.
+ */
 static bool
 autora_ExecutorCheckPerms(List *rangeTable, bool ereport_on_violation)
 {
@@ -1086,6 +1115,10 @@ AutoraTriggerRelation(Oid trigger_oid)
 	return relid;
 }
 
+/*
+ * Drops reached indirectly (DROP SCHEMA ... CASCADE, DROP OWNED, a
+ * cascade from a type) of ledger relations and protected objects.
+ */
 static void
 autora_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 					 int subId, void *arg)
@@ -1127,6 +1160,7 @@ autora_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 		ProtectedFunctionCheck(objectId);
 }
 
+/* Installs every hook of this file, chaining to those installed before. */
 void
 GuardInstallHooks(void)
 {

@@ -15,6 +15,7 @@
 #include "miscadmin.h"
 #include "replication/origin.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/fmgrprotos.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
@@ -178,60 +179,69 @@ RoleName(Oid roleid, Oid *cached_id, char *cached_name)
 	return cached_name;
 }
 
-/* The client's address as inet_client_addr() gives it, or NULL; it never changes. */
-static const char *
-ClientAddress(void)
-{
-	static bool done = false;
-	static char *address = NULL;
-
-	if (!done)
-	{
-		LOCAL_FCINFO(fcinfo, 0);
-		Datum		addr;
-
-		InitFunctionCallInfoData(*fcinfo, NULL, 0, InvalidOid, NULL, NULL);
-		addr = inet_client_addr(fcinfo);
-		if (!fcinfo->isnull)
-			address = MemoryContextStrdup(TopMemoryContext,
-										  DatumGetCString(DirectFunctionCall1(inet_out, addr)));
-		done = true;
-	}
-	return address;
-}
-
 /*
- * The client address of an entry as an inet value, and the text its hash
- * covers.  A session's entries repeat one address, so the last one is kept
- * rather than parsed and printed again for every entry.
+ * The client address of an entry: the one the context claims, else the
+ * connection's (NULL over a Unix socket); as an inet value, and the text its
+ * hash covers.  A session's entries repeat one address, so the last one is
+ * kept rather than parsed and printed again for every entry.  False when
+ * there is none.
  */
-static Datum
-ClientInet(const char *client, const char **text)
+static bool
+ClientInet(const char *claimed, Datum *value, const char **text)
 {
-	static char *source = NULL;
-	static Datum value;
-	static char *printed = NULL;
+	static bool connection_known = false;
+	static bool connection_has = false;
+	static Datum connection_value;
+	static char *connection_text = NULL;
+	static char *claim = NULL;
+	static Datum claim_value;
+	static char *claim_text = NULL;
 
-	if (source == NULL || strcmp(source, client) != 0)
+	if (claimed == NULL)
+	{
+		if (!connection_known)
+		{
+			LOCAL_FCINFO(fcinfo, 0);
+			Datum		addr;
+
+			InitFunctionCallInfoData(*fcinfo, NULL, 0, InvalidOid, NULL, NULL);
+			addr = inet_client_addr(fcinfo);
+			if (!fcinfo->isnull)
+			{
+				MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+				connection_value = datumCopy(addr, false, -1);
+				connection_text = DatumGetCString(DirectFunctionCall1(inet_out, addr));
+				MemoryContextSwitchTo(old);
+				connection_has = true;
+			}
+			connection_known = true;
+		}
+		*value = connection_value;
+		*text = connection_text;
+		return connection_has;
+	}
+	if (claim == NULL || strcmp(claim, claimed) != 0)
 	{
 		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-		Datum		new_value = DirectFunctionCall1(inet_in, CStringGetDatum(client));
-		char	   *new_printed = DatumGetCString(DirectFunctionCall1(inet_out, new_value));
-		char	   *new_source = pstrdup(client);
+		Datum		new_value = DirectFunctionCall1(inet_in, CStringGetDatum(claimed));
+		char	   *new_text = DatumGetCString(DirectFunctionCall1(inet_out, new_value));
+		char	   *new_claim = pstrdup(claimed);
 
 		MemoryContextSwitchTo(old);
-		if (source != NULL)
+		if (claim != NULL)
 		{
-			pfree(source);
-			pfree(DatumGetPointer(value));
-			pfree(printed);
+			pfree(claim);
+			pfree(DatumGetPointer(claim_value));
+			pfree(claim_text);
 		}
-		source = new_source;
-		value = new_value;
-		printed = new_printed;
+		claim = new_claim;
+		claim_value = new_value;
+		claim_text = new_text;
 	}
-	*text = printed;
-	return value;
+	*value = claim_value;
+	*text = claim_text;
+	return true;
 }
 
 /* Actor of entries written by a logical replication apply worker. */
@@ -246,6 +256,12 @@ ReplicationActor(void)
 	return psprintf("replication:%s", origin);
 }
 
+/*
+ * Completes a record with what only the database knows (id, chain number,
+ * transaction, times, roles, client, the context's actor and request),
+ * hashes it and buffers the row; the writer inserts it on behalf of the
+ * subtransaction that made the change.  Wakes the sealer at commit.
+ */
 int64
 LedgerAppend(const LedgerRecord *rec)
 {
@@ -260,7 +276,6 @@ LedgerAppend(const LedgerRecord *rec)
 	const char *texts[LEDGER_NCOLUMNS] = {0};
 	uint8		hash[LEDGER_HASH_LEN];
 	bytea	   *hash_datum;
-	const char *client;
 	const char *actor;
 	int64		id;
 
@@ -299,12 +314,7 @@ LedgerAppend(const LedgerRecord *rec)
 		CStringGetTextDatum(RoleName(GetUserId(), &current_role, current_role_name));
 	nulls[LC_DB_SESSION_USER] = nulls[LC_DB_CURRENT_USER] = false;
 
-	client = ctx->ip ? ctx->ip : ClientAddress();
-	if (client)
-	{
-		values[LC_CLIENT_ADDR] = ClientInet(client, &texts[LC_CLIENT_ADDR]);
-		nulls[LC_CLIENT_ADDR] = false;
-	}
+	nulls[LC_CLIENT_ADDR] = !ClientInet(ctx->ip, &values[LC_CLIENT_ADDR], &texts[LC_CLIENT_ADDR]);
 	values[LC_APPLICATION_NAME] =
 		TextDatumOrNull(application_name && application_name[0] ? application_name : NULL,
 						&nulls[LC_APPLICATION_NAME]);

@@ -79,6 +79,10 @@ ExecuteDDL(const char *sql)
 		elog(ERROR, "autora: \"%s\" failed: %s", sql, SPI_result_code_string(ret));
 }
 
+/*
+ * Runs autora's DDL on a relation as the extension owner, marked as
+ * autora's own so that the guards let it through.
+ */
 static void
 ExecuteOnRelation(Oid relid, const char *sql)
 {
@@ -386,6 +390,7 @@ ProtectPartitions(Oid root, const char *column, bool only_new)
 	}
 }
 
+/* Removes autora's policies and triggers from every member of a tree. */
 static void
 UnprotectPartitions(Oid root)
 {
@@ -483,6 +488,7 @@ ColumnListArgument(Oid relid, ArrayType *arr, const char *what,
 	return literal.data;
 }
 
+/* The tenant column must exist and be of a supported type. */
 static void
 RequireTenantColumn(Relation rel, const char *column)
 {
@@ -506,6 +512,10 @@ RequireTenantColumn(Relation rel, const char *column)
 				 errhint("Use a text, varchar, uuid, integer or bigint tenant column.")));
 }
 
+/*
+ * Only a logged, untyped, ordinary or partitioned table outside schema
+ * autora, with a primary key, can be protected.
+ */
 static void
 RequireProtectableTable(Relation rel)
 {
@@ -680,6 +690,11 @@ RequireNotMember(Relation rel)
 				 errhint("Call autora.protect() or autora.unprotect() on \"%s\".", get_rel_name(root))));
 }
 
+/*
+ * autora.protect(): registers the table (its configuration lives in the
+ * registry, not in trigger arguments), then attaches triggers and policies
+ * to it and its members, and records a protect event.
+ */
 PG_FUNCTION_INFO_V1(autora_protect);
 Datum
 autora_protect(PG_FUNCTION_ARGS)
@@ -768,6 +783,10 @@ autora_protect(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/*
+ * autora.unprotect(): the only way to undo protect(), with a reason on
+ * record; row level security goes back to what it was before.
+ */
 PG_FUNCTION_INFO_V1(autora_unprotect);
 Datum
 autora_unprotect(PG_FUNCTION_ARGS)

@@ -441,6 +441,10 @@ GuardAttach(Oid parent, Oid child, const char *how)
 
 /* --- ALTER TABLE and friends -------------------------------------------------- */
 
+/*
+ * One ALTER TABLE command on a protected table: refused when it could
+ * expose other stores' rows or change rows unaudited.
+ */
 static void
 CheckAlterTableCommand(Oid relid, AlterTableCmd *cmd)
 {
@@ -510,6 +514,10 @@ CheckAlterTableCommand(Oid relid, AlterTableCmd *cmd)
 	}
 }
 
+/*
+ * ALTER TABLE of a protected table, and ATTACH / INHERIT into a protected
+ * tree (GuardAttach).
+ */
 static void
 CheckAlterTable(AlterTableStmt *stmt)
 {
@@ -1047,6 +1055,11 @@ NoteTargets(Node *parsetree, ProtectedDdl *ddl)
 	}
 }
 
+/*
+ * Before a utility statement: notes the protected tables it changes and
+ * their columns, and arms the function guard when it runs code over their
+ * rows.
+ */
 void
 ProtectedDdlBegin(PlannedStmt *pstmt, const char *queryString,
 				  ProcessUtilityContext context, ProtectedDdl *ddl)
@@ -1157,6 +1170,10 @@ MergeAttachedRegistrations(Node *parsetree)
 	}
 }
 
+/*
+ * After the statement: column roles follow renames and drops, code it
+ * attached is checked, and each protected table it changed gets a ddl event.
+ */
 void
 ProtectedDdlDone(ProtectedDdl *ddl)
 {

@@ -548,6 +548,10 @@ NamesNow(Oid relid, List *attnums, List *names_before, bool *changed)
 	return PointerGetDatum(construct_array(elems, n, NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR));
 }
 
+/*
+ * After DDL: the registered names of the tenant, PII and excluded columns,
+ * remembered by attribute number, are what the columns are called now.
+ */
 void
 RegistryFollowColumns(RegistryColumns *before)
 {

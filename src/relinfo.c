@@ -26,12 +26,16 @@
 #include "utils/syscache.h"
 #include "utils/typcache.h"
 
+#include "jsonb_push.h"
 #include "registry.h"
 #include "relinfo.h"
 
 static HTAB *RelInfoCache = NULL;
 static MemoryContext RelInfoMemory = NULL;
 
+/*
+ * Relcache callback: the relation's capture metadata is rebuilt on next use.
+ */
 static void
 RelInfoInvalidate(Datum arg, Oid relid)
 {
@@ -58,6 +62,7 @@ RelInfoInit(void)
 	CacheRegisterRelcacheCallback(RelInfoInvalidate, (Datum) 0);
 }
 
+/* How a value of this type becomes jsonb, as to_jsonb() would do it. */
 static ColumnJsonKind
 JsonKindOf(Oid typid)
 {
@@ -171,6 +176,9 @@ TypeHasUntrustedJsonCast(Oid typid, int depth)
 	return result;
 }
 
+/*
+ * A captured column's metadata: its type, output function and jsonb kind.
+ */
 static void
 FillColumn(CapturedColumn *col, Form_pg_attribute att, bool pii)
 {
@@ -247,17 +255,6 @@ RequireTenantType(Relation rel, Form_pg_attribute att)
 				 errhint("A tenant column is text, varchar, uuid, integer or bigint.")));
 }
 
-static void
-PushString(JsonbParseState **state, JsonbIteratorToken seq, const char *s)
-{
-	JsonbValue	v;
-
-	v.type = jbvString;
-	v.val.string.val = (char *) s;
-	v.val.string.len = strlen(s);
-	pushJsonbValue(state, seq, &v);
-}
-
 /*
  * A member of a registered tree records its changes under the root's name
  * (SPEC: one history per table, however it is partitioned), and itself in
@@ -267,7 +264,6 @@ static void
 NamePartition(RelInfo *info, Relation rel)
 {
 	JsonbParseState *state = NULL;
-	JsonbValue	v;
 
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 	PushString(&state, WJB_KEY, "name");
@@ -278,10 +274,7 @@ NamePartition(RelInfo *info, Relation rel)
 
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 	PushString(&state, WJB_KEY, "partition");
-	v.type = jbvBinary;
-	v.val.binary.data = &info->partition->root;
-	v.val.binary.len = VARSIZE(info->partition) - VARHDRSZ;
-	pushJsonbValue(&state, WJB_VALUE, &v);
+	PushJsonb(&state, info->partition);
 	info->row_metadata = JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
 }
 

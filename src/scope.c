@@ -87,6 +87,7 @@ VisibleTenants(bool auditor_fallback)
 
 /* --- typed lists: ids that do not cast to the column type are left out --- */
 
+/* The visible tenant ids that are values of type, as an array of it. */
 static Datum
 VisibleArray(Oid type)
 {

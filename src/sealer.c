@@ -153,6 +153,7 @@ ClearSlot(SealerSlot *slot, Oid dboid)
 	slot->dboid = dboid;
 }
 
+/* The shared slots: one per database with a worker, or waiting for one. */
 static void
 SealerShmemStartup(void)
 {
@@ -407,6 +408,7 @@ SealerPauseDatabase(Oid dboid)
 	}
 }
 
+/* The database command is over: its worker may start again. */
 void
 SealerResumeDatabase(Oid dboid)
 {

@@ -39,6 +39,7 @@ typedef struct SummarizedPrefix
 
 static SummarizedPrefix prefixes[MAX_INDEXES];
 
+/* Where this backend last stopped summarizing an index. */
 static BlockNumber *
 SummarizedUpTo(Oid index)
 {
@@ -56,6 +57,10 @@ SummarizedUpTo(Oid index)
 	pg_unreachable();
 }
 
+/*
+ * Summarizes the BRIN ranges of one ledger relation's indexes filled since
+ * the last round, so that range scans skip them without VACUUM.
+ */
 static void
 SummarizeFilledRanges(Oid heapoid)
 {

@@ -145,6 +145,7 @@ LookupKeyFor(Oid relid, const char *id, LookupKey *key)
 	return true;
 }
 
+/* Keeps one looked-up row of autora.tenants or autora.actor_roles. */
 static void
 LookupCacheRemember(const LookupKey *key, const char *value)
 {

@@ -420,6 +420,7 @@ FindKey(const char *kid, const char *alg, TokenKey *found)
 	return matches == 1;
 }
 
+/* An Ed25519 key from its PEM text; NULL if it is not one. */
 static EVP_PKEY *
 ReadEd25519Key(const char *pem, bool private_key)
 {
@@ -455,6 +456,7 @@ VerifyHS256(const char *secret, const char *signing_input, size_t input_len, Byt
 	return sig->len == maclen && CRYPTO_memcmp(mac, sig->data, maclen) == 0;
 }
 
+/* Does sig sign the input under the Ed25519 public key in pem? */
 static bool
 VerifyEdDSA(const char *pem, const char *signing_input, size_t input_len, Bytes *sig)
 {

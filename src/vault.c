@@ -27,7 +27,8 @@
  * per entry (RFC 2104), copied per value: OpenSSL's EVP_MAC allocates and
  * keys a context per call.  The SHA256_* functions are deprecated in
  * OpenSSL 3 in favour of EVP, which cannot copy a state without allocating;
- * they remain the same optimised code underneath.
+ * they are the same code underneath, and twice as fast on short inputs
+ * (see the numbers in encoding.c).
  */
 #define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/sha.h>
@@ -49,16 +50,40 @@ struct PiiSalt
 	SHA256_CTX	outer_pad;
 };
 
+/* A fresh random salt, with the SHA-256 states of its HMAC pads. */
+/*
+ * Random bytes for salts, drawn from the strong random source 4 kB at a
+ * time: one call per entry was about 2% of a bulk INSERT (each call
+ * also asks the kernel for the process id).  Each salt's bytes are wiped
+ * from the pool as they are handed out.
+ */
+#define SALT_POOL_LEN	4096
+static uint8 salt_pool[SALT_POOL_LEN];
+static int	salt_pool_used = SALT_POOL_LEN;
+
+static void
+TakeRandomBytes(uint8 *out, int len)
+{
+	if (salt_pool_used + len > SALT_POOL_LEN)
+	{
+		if (!pg_strong_random(salt_pool, SALT_POOL_LEN))
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not generate a random PII salt")));
+		salt_pool_used = 0;
+	}
+	memcpy(out, salt_pool + salt_pool_used, len);
+	explicit_bzero(salt_pool + salt_pool_used, len);
+	salt_pool_used += len;
+}
+
 PiiSalt *
 PiiSaltDraw(void)
 {
 	PiiSalt    *salt = palloc(sizeof(PiiSalt));
 	unsigned char pad[HMAC_BLOCK_LEN];
 
-	if (!pg_strong_random(salt->bytes, PII_SALT_LEN))
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not generate a random PII salt")));
+	TakeRandomBytes(salt->bytes, PII_SALT_LEN);
 
 	/* a salt shorter than the block is zero-padded, not hashed */
 	memset(pad, 0, sizeof(pad));

@@ -81,6 +81,11 @@ typedef struct LedgerWriter
 
 static LedgerWriter writers[MAX_WRITERS];
 
+/*
+ * Opens a ledger relation and its indexes for the rest of the transaction,
+ * under the top transaction's resource owner: flushes of several
+ * subtransactions share them.
+ */
 static void
 WriterOpen(LedgerWriter *w)
 {
@@ -100,6 +105,7 @@ WriterOpen(LedgerWriter *w)
 	w->stale = false;
 }
 
+/* Releases what WriterOpen opened. */
 static void
 WriterCloseRelation(LedgerWriter *w)
 {
@@ -268,6 +274,9 @@ WritersForget(void)
 			WriterReset(&writers[i], false);
 }
 
+/*
+ * The writer of a ledger relation in this transaction, made on first use.
+ */
 static LedgerWriter *
 WriterFor(Oid relid)
 {
@@ -387,6 +396,9 @@ WriterInsert(Oid relid, Datum *values, bool *nulls)
 
 /* --- transaction events ----------------------------------------------------- */
 
+/*
+ * Pre-commit writes every buffered row; commit and abort forget the writers.
+ */
 static void
 WriterXactCallback(XactEvent event, void *arg)
 {

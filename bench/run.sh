@@ -430,6 +430,13 @@ run_pgbench() {   # cfg ntenants logname workload(insert|oltp)
     printf '%.1f %s\n' "$tps" "$cpu"
 }
 
+# After a pgbench run: VACUUM ANALYZE the configuration's database, so that
+# autovacuum does not clean up after it while the next configuration runs
+# (server CPU and WAL are counted for the whole server).
+tidy_after() {   # cfg
+    sql "${DB[$1]}" -c 'VACUUM ANALYZE' >/dev/null
+}
+
 # CPU time (clock ticks) used so far by the server: its live processes, plus
 # the postmaster's own and that of the children it has reaped (cutime,
 # cstime), so a backend or autovacuum worker that exits between two readings
@@ -503,6 +510,7 @@ bench_pgbench() {
                 wal=$(wal_since "$lsn0" "$(pgbench_txns "$OUT/pgbench_${n}t_${cfg}_$round.log")")
                 wals[$cfg]+="$wal "
                 log "pgbench $n tenant(s) round $round/$PGB_ROUNDS $cfg: $tps tps, $cpu us server CPU and $wal WAL bytes per transaction${drain:+; all sealed $drain ms after the load}"
+                tidy_after "$cfg"
                 drain=
             done
         done
@@ -605,6 +613,7 @@ bench_oltp() {
                 if ! awk -v r="$rows" 'BEGIN { split(r, a, " "); exit !(a[1] >= 0.98 && a[1] <= 1.05 && a[2] >= 1.96 && a[2] <= 2.1) }'; then
                     BUGS+=("OLTP mix, $cfg, $n tenant(s), round $round: $rows rows inserted / updated per transaction where 1 / 2 were meant (see $OUT/oltp_${n}t_${cfg}_$round.log)")
                 fi
+                tidy_after "$cfg"
                 drain=
             done
         done

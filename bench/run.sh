@@ -983,7 +983,7 @@ report() {
         echo "- machine: $NPROC cores ($CPU_MODEL), $MEM_GB GB memory; load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg)"
         echo "- PostgreSQL $PG_VERSION; $SETTINGS; autora.seal_interval=${SEAL_INTERVAL}"
         echo "- commit measured: $COMMIT_DESC"
-        echo "- repetitions, configurations interleaved; every run is in results.csv: bulk operations median of $REPS runs, each preceded by TRUNCATE, VACUUM ANALYZE, CHECKPOINT; pgbench median of $PGB_ROUNDS runs of $SECS s, 4 clients, 2 threads, -M prepared (time, tps, server CPU and WAL each the median of their runs; ratios are of the medians, as issue 12 asks); reads best of $READ_ROUNDS runs of $READ_SECS s, 1 client (other load on the machine only ever makes a run slower)"
+        echo "- repetitions, configurations interleaved; every run is in results.csv: bulk operations median of $REPS runs, each preceded by TRUNCATE, VACUUM ANALYZE, CHECKPOINT; pgbench median of $PGB_ROUNDS runs of $SECS s, 4 clients, 2 threads, -M prepared, each followed by VACUUM ANALYZE of its database so that autovacuum does not run during the next (time, tps, server CPU and WAL each the median of their runs; ratios are of the medians, as issue 12 asks); reads best of $READ_ROUNDS runs of $READ_SECS s, 1 client (other load on the machine only ever makes a run slower)"
         echo
         echo "## Targets (autora_audit vs baseline)"
         echo

@@ -1,5 +1,5 @@
 -- bench/sql/cfg_autora.sql: configuration 2, autora_audit.
--- 8 stores, deals and deals_read protected (capture + chain; RLS once built).
+-- 8 stores, deals, deals_read and deals_oltp protected (capture, chain, RLS).
 
 CREATE EXTENSION autora_audit;
 GRANT autora_trusted TO bench_app;
@@ -8,6 +8,7 @@ SELECT autora.add_tenant('t' || i, 'g' || (1 + i % 2), 'Store ' || i) FROM gener
 
 SELECT autora.protect('deals', pii_columns => '{customer_name,customer_email}');
 SELECT autora.protect('deals_read', pii_columns => '{customer_name,customer_email}');
+SELECT autora.protect('deals_oltp', pii_columns => '{customer_name,customer_email}');
 
 -- The ledger id sequence's high-water mark: entries made by sessions that
 -- start later, or by this session from now on, get greater ids (the

@@ -1,6 +1,7 @@
 -- bench/sql/common.sql: the dealership schema every configuration starts from.
 -- bench_create_deals(name) makes a deals-shaped table, so the workload table
--- (deals), the read table (deals_read) and the 1M-row table (deals_big) are alike.
+-- (deals), the read table (deals_read), the OLTP mix's table (deals_oltp) and the
+-- 1M-row table (deals_big) are alike.
 
 CREATE FUNCTION bench_create_deals(tbl text) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
@@ -27,3 +28,8 @@ $$;
 
 SELECT bench_create_deals('deals');
 SELECT bench_create_deals('deals_read');
+
+-- The OLTP mix's table (bench/pgbench/oltp_*.sql): each store's rows under
+-- known ids (bench/sql/oltp_load.sql), looked up by id and by VIN.
+SELECT bench_create_deals('deals_oltp');
+CREATE INDEX deals_oltp_vin_idx ON deals_oltp (vin);

@@ -854,7 +854,7 @@ tenants_label() {   # n
 }
 
 # The columns the bulk UPDATE sets (bench/sql/bulk_update.sql).
-UPDATE_COLUMNS='4 columns set'
+UPDATE_COLUMNS='2 columns'
 
 # First cell of a row of the side-by-side table.
 side_label() {   # measure
